@@ -1,0 +1,33 @@
+# wirehub: `make run` serves on http://127.0.0.1:8765, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8765
+ARGS   ?=
+
+.PHONY: run test lint autobahn clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/wirehub serve --host $(HOST) --port $(PORT) $(ARGS)
+
+test: $(STAMP)
+	bash scripts/test.sh $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples
+
+autobahn: $(STAMP)
+	bash scripts/autobahn.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache node_modules tests/interop/node_modules

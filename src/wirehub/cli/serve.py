@@ -1,0 +1,138 @@
+"""``wirehub serve [module:app]``: run the hub."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from ..app import App
+from ..config import ServerConfig
+
+__all__ = ["add_parser", "load_app", "run", "serve"]
+
+log = logging.getLogger("wirehub.serve")
+
+
+def _size(text: str) -> int:
+    """Parse a byte size: 1048576, 1MiB, 64KiB, 16M."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = 1
+    for suffix, m in (("k", 1024), ("m", 1024**2), ("g", 1024**3)):
+        if t.endswith(suffix):
+            t, mult = t[:-1], m
+            break
+    try:
+        return int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (e.g. 1048576, 64KiB, 1MiB)"
+        ) from None
+
+
+def add_parser(sub: Any) -> None:
+    d = ServerConfig()
+    p = sub.add_parser("serve", help="run the hub (HTTP + WebSocket on one port)")
+    p.add_argument("app", nargs="?", default="wirehub.apps:default_app",
+                   help="the app to serve, as module:attribute (default: %(default)s)")
+    p.add_argument("--host", default=d.host, help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=d.port,
+                   help="port to bind, 0 for any free port (default: %(default)s)")
+    p.add_argument("--node-name", default=None, help="this node's name (default: host-pid)")
+    p.add_argument("--broker", default=d.broker, help="broker URL (default: %(default)s)")
+    p.add_argument("--max-message-size", type=_size, default=d.max_message_size,
+                   help="largest /ws message; bigger ones close with 1009 (default: 1MiB)")
+    p.add_argument("--echo-max-message-size", type=_size, default=d.echo_max_message_size,
+                   help="largest /echo message (default: 16MiB + 1KiB)")
+    p.add_argument("--max-queue", type=_size, default=d.max_queue,
+                   help="outbound bytes queued per client before it is cut off as a slow "
+                   "consumer with 4000 (default: 1MiB)")
+    p.add_argument("--ping-interval", type=float, default=d.ping_interval,
+                   help="seconds between server pings, 0 disables (default: %(default)s)")
+    p.add_argument("--ping-timeout", type=float, default=d.ping_timeout,
+                   help="seconds to wait for a pong before closing with 4001 "
+                   "(default: %(default)s)")
+    p.add_argument("--no-compression", dest="compression", action="store_false",
+                   help="refuse permessage-deflate")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (attribute defaults to ``app``) and check it is an App."""
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr or "app")
+    if callable(app) and not isinstance(app, App):
+        app = app()
+    if not isinstance(app, App):
+        raise SystemExit(f"wirehub: {spec} is {type(app).__name__}, not a wirehub.App")
+    return app
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        node_name=args.node_name,
+        broker=args.broker,
+        max_message_size=args.max_message_size,
+        echo_max_message_size=args.echo_max_message_size,
+        max_queue=args.max_queue,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        compression=args.compression,
+    )
+    app = load_app(args.app)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(app, config))
+    return uvloop.run(serve(app, config))
+
+
+async def serve(app: App, config: ServerConfig, *, ready: Any = None) -> int:
+    """Run until SIGTERM or SIGINT, then close every client with 1001 and return 0."""
+    from aiohttp import web
+
+    from ..brokers import create_broker
+    from ..node import Node
+    from ..transport.server import WirehubServer
+
+    node = Node(app, create_broker(config.broker), name=config.node_name,
+                unsubscribe_delay=config.unsubscribe_delay)
+    server = WirehubServer(node, config)
+    runner = web.AppRunner(server.app, handle_signals=False, access_log=None,
+                           shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"wirehub listening on http://{shown}:{port} (node {node.name}, "
+          f"broker {config.broker}, app {app.name})", flush=True)
+    print(f"  ws://{shown}:{port}/ws  protocol v1   ws://{shown}:{port}/echo  echo", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(port)
+    await stop.wait()
+    log.info("shutting down: closing %d connections with 1001", len(server.connections))
+    server.accepting = False
+    await site.stop()  # stop accepting first
+    await runner.cleanup()  # runs on_shutdown: drain with 1001, then close the node
+    return 0

@@ -1,0 +1,1 @@
+"""Sans-I/O core: codes, envelopes and codecs, state machine, hub. No network imports."""

@@ -1,0 +1,110 @@
+"""The local hub: which of this node's clients listen on which channel.
+
+The hub is sans-I/O. A subscriber is anything with ``client_id``, ``codec``
+and a non-blocking ``deliver(payload, binary)``; the transport provides it.
+A broadcast encodes the push once per codec in use, never once per subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from .codec import Codec
+
+__all__ = ["Hub", "Subscriber"]
+
+
+class Subscriber(Protocol):
+    client_id: str
+    codec: Codec
+
+    def deliver(self, payload: bytes, binary: bool, channel: str | None = None) -> None:
+        """Queue an already-encoded frame; never blocks."""
+
+
+class Hub:
+    """Channel -> local subscribers, and the client registry of one node."""
+
+    __slots__ = ("_channels", "_clients")
+
+    def __init__(self) -> None:
+        self._channels: dict[str, dict[str, Subscriber]] = {}
+        self._clients: dict[str, Subscriber] = {}
+
+    # -- clients -------------------------------------------------------------
+    def add_client(self, client: Subscriber) -> None:
+        self._clients[client.client_id] = client
+
+    def remove_client(self, client: Subscriber) -> list[str]:
+        """Forget a client; return the channels it left empty."""
+        self._clients.pop(client.client_id, None)
+        emptied = []
+        for channel in [c for c, subs in self._channels.items() if client.client_id in subs]:
+            if self.unsubscribe(channel, client):
+                emptied.append(channel)
+        return emptied
+
+    def client(self, client_id: str) -> Subscriber | None:
+        return self._clients.get(client_id)
+
+    def clients(self) -> Iterator[Subscriber]:
+        return iter(list(self._clients.values()))
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    # -- channels ------------------------------------------------------------
+    def subscribe(self, channel: str, client: Subscriber) -> bool:
+        """Add a subscriber; True if it is the channel's first one on this node."""
+        subs = self._channels.get(channel)
+        if subs is None:
+            self._channels[channel] = {client.client_id: client}
+            return True
+        subs[client.client_id] = client
+        return False
+
+    def unsubscribe(self, channel: str, client: Subscriber) -> bool:
+        """Remove a subscriber; True if the channel has no local subscriber left."""
+        subs = self._channels.get(channel)
+        if subs is None or subs.pop(client.client_id, None) is None:
+            return False
+        if not subs:
+            del self._channels[channel]
+            return True
+        return False
+
+    def is_subscribed(self, channel: str, client_id: str) -> bool:
+        subs = self._channels.get(channel)
+        return subs is not None and client_id in subs
+
+    def has_subscribers(self, channel: str) -> bool:
+        return channel in self._channels
+
+    def subscribers(self, channel: str) -> list[Subscriber]:
+        return list(self._channels.get(channel, {}).values())
+
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(subs) for subs in self._channels.values())
+
+    def broadcast(self, channel: str, push: Any) -> int:
+        """Deliver ``push`` to every local subscriber of ``channel``; return how many.
+
+        Encodes once per codec in use (JSON text, MessagePack binary).
+        """
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        encoded: dict[Codec, bytes] = {}
+        for sub in list(subs.values()):
+            codec = sub.codec
+            payload = encoded.get(codec)
+            if payload is None:
+                payload = encoded[codec] = codec.encode(push)
+            sub.deliver(payload, codec.binary, channel)
+        return len(subs)

@@ -1,0 +1,1 @@
+"""The only layer that touches sockets: the aiohttp server (and ASGI later)."""

@@ -1,0 +1,260 @@
+"""The aiohttp server: HTTP and WebSocket on one port.
+
+Routes: ``GET /healthz``, ``/echo`` (plain RFC 6455 echo), ``/ws`` (protocol
+v1). Framing, masking, fragmentation, UTF-8 checks and permessage-deflate are
+aiohttp's; this module decides what to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..core.codec import CODECS, JSON
+from ..core.codes import CloseCode, ErrorCode
+from ..core.envelope import Error, Welcome
+from ..exceptions import RequestError
+from ..node import Node
+from .connection import Connection
+
+__all__ = ["WirehubServer", "valid_close_code"]
+
+log = logging.getLogger("wirehub.server")
+
+NODE_KEY: web.AppKey[WirehubServer] = web.AppKey("wirehub_server")
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455 §7.4.1, §7.4.2)."""
+    if 3000 <= code <= 4999:
+        return True
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+
+
+def _offered_subprotocols(request: web.Request) -> list[str]:
+    offered: list[str] = []
+    for value in request.headers.getall("Sec-WebSocket-Protocol", []):
+        offered += [p.strip() for p in value.split(",") if p.strip()]
+    return offered
+
+
+class WirehubServer:
+    """Owns the aiohttp application, the node, and every live connection."""
+
+    def __init__(self, node: Node, config: Any) -> None:
+        self.node = node
+        self.config = config
+        self.connections: set[Connection] = set()
+        self._echo_sockets: set[web.WebSocketResponse] = set()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.accepting = True
+        self.app = web.Application()
+        self.app[NODE_KEY] = self
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/echo", self.echo)
+        self.app.router.add_get("/ws", self.websocket)
+        self.app.on_startup.append(self._on_startup)
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def _on_startup(self, _app: web.Application) -> None:
+        await self.node.start()
+        if self.config.ping_interval > 0:
+            self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        await self.drain(CloseCode.GOING_AWAY, "server shutting down")
+        await self.node.close()
+
+    async def drain(self, code: int, reason: str) -> None:
+        """Stop accepting, close every connection with ``code``, all at once."""
+        self.accepting = False
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        closes = [c.close(code, reason, timeout=2.0) for c in list(self.connections)]
+        closes += [
+            ws.close(code=int(code), message=reason.encode()) for ws in list(self._echo_sockets)
+        ]
+        if closes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*closes, return_exceptions=True),
+                    self.config.shutdown_timeout,
+                )
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok" if self.node.broker.healthy else "degraded",
+                "node": self.node.name,
+                "uptime": round(self.node.uptime, 3),
+                "connections": len(self.connections),
+                "broker": {"healthy": self.node.broker.healthy},
+            }
+        )
+
+    def _refuse_if_draining(self) -> web.Response | None:
+        if self.accepting:
+            return None
+        return web.Response(status=503, text="server is shutting down\n",
+                            headers={"Retry-After": "1"})
+
+    # -- /echo ---------------------------------------------------------------------------------
+    async def echo(self, request: web.Request) -> web.StreamResponse:
+        """Echo every text and binary message back unchanged."""
+        refused = self._refuse_if_draining()
+        if refused is not None:
+            return refused
+        ws = web.WebSocketResponse(
+            autoclose=False,
+            max_msg_size=self.config.echo_max_message_size,
+            compress=self.config.compression,
+            timeout=2.0,
+        )
+        await ws.prepare(request)
+        self._echo_sockets.add(ws)
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is WSMsgType.TEXT:
+                    await ws.send_str(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+                elif msg.type is WSMsgType.CLOSE:
+                    await self._answer_close(ws, msg.data)
+                    break
+                else:  # CLOSING, CLOSED, ERROR: aiohttp already closed with its code
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            self._echo_sockets.discard(ws)
+        return ws
+
+    @staticmethod
+    async def _answer_close(ws: web.WebSocketResponse, code: int | None) -> None:
+        """Answer a close frame: echo a valid code, 1002 for one never allowed on the wire."""
+        if code in (None, CloseCode.NO_STATUS):
+            reply = CloseCode.NORMAL  # RFC 6455 §7.4.1: 1005 means "no code was given"
+        elif valid_close_code(code):
+            reply = code
+        else:
+            reply = CloseCode.PROTOCOL_ERROR
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=int(reply))
+
+    # -- /ws --------------------------------------------------------------------------------------
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """Protocol v1: welcome, then requests in and replies and pushes out."""
+        refused = self._refuse_if_draining()
+        if refused is not None:
+            return refused
+        offered = _offered_subprotocols(request)
+        if offered and not any(p in CODECS for p in offered):
+            return web.Response(
+                status=400,
+                text=f"unsupported subprotocol {', '.join(offered)}; "
+                f"supported: {', '.join(CODECS)}\n",
+            )
+        ws = web.WebSocketResponse(
+            protocols=list(CODECS),
+            autoclose=False,
+            autoping=False,
+            max_msg_size=self.config.max_message_size,
+            compress=self.config.compression,
+            timeout=2.0,
+        )
+        await ws.prepare(request)
+        codec = CODECS.get(ws.ws_protocol or "", JSON)
+        node = self.node
+        conn = Connection(ws, request, codec, node.new_client_id(), max_queue=self.config.max_queue)
+        self.connections.add(conn)
+        node.add_connection(conn)
+        conn.start()
+        interval = self.config.ping_interval
+        conn.send(Welcome(client=conn.client_id, node=node.name,
+                          ping_interval=int(interval) if interval == int(interval) else interval))
+        log.info("client %s: connected from %s (%s)", conn.client_id, conn.remote, codec.name)
+        try:
+            await node.connected(conn)
+            await self._read_loop(ws, conn)
+        finally:
+            self.connections.discard(conn)
+            conn.closed()
+            await node.remove_connection(conn)
+            log.info("client %s: disconnected (code %s)", conn.client_id,
+                     conn.close_code if conn.close_code is not None else ws.close_code)
+        return ws
+
+    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
+        node, codec = self.node, conn.codec
+        while True:
+            msg = await ws.receive()
+            mtype = msg.type
+            if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
+                conn.ping_sent_at = None  # any traffic proves the peer alive
+                req = codec.decode(msg.data, binary=mtype is WSMsgType.BINARY)
+                if isinstance(req, RequestError):
+                    conn.send(Error(id=req.request_id, code=req.code, message=req.message))
+                    continue
+                await self._dispatch(node, conn, req)
+            elif mtype is WSMsgType.PING:
+                conn.send_control(WSMsgType.PONG, msg.data)  # RFC 6455 §5.5.3
+            elif mtype is WSMsgType.PONG:
+                conn.ping_sent_at = None
+            elif mtype is WSMsgType.CLOSE:
+                conn.close_code = msg.data
+                await self._answer_close(ws, msg.data)
+                return
+            else:  # CLOSING, CLOSED or ERROR (aiohttp closed with 1002/1007/1009)
+                if mtype is WSMsgType.ERROR:
+                    log.info("client %s: protocol error: %s", conn.client_id, msg.data)
+                return
+
+    async def _dispatch(self, node: Node, conn: Connection, req: Any) -> None:
+        try:
+            reply = await node.handle(conn, req)
+        except RequestError as exc:
+            conn.send(Error(id=req.id, code=exc.code, message=exc.message))
+            return
+        except Exception:
+            log.exception("client %s: handler for %s failed", conn.client_id,
+                          type(req).__name__.lower())
+            conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
+                            message="internal server error; see the server log"))
+            return
+        if reply is not None:
+            try:
+                conn.send(reply)
+            except (TypeError, ValueError) as exc:
+                log.error("client %s: reply not encodable: %s", conn.client_id, exc)
+                conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
+                                message="the handler returned a value that cannot be encoded"))
+
+    # -- heartbeat ------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        """Ping every client each interval; close those silent past the timeout."""
+        interval, timeout = self.config.ping_interval, self.config.ping_timeout
+        tick = max(0.05, min(interval, timeout) / 4)
+        last_round = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            ping_round = now - last_round >= interval
+            if ping_round:
+                last_round = now
+            for conn in list(self.connections):
+                sent = conn.ping_sent_at
+                if sent is not None:
+                    if now - sent >= timeout:
+                        log.info("client %s: no pong within %.1f s", conn.client_id, timeout)
+                        conn.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no pong")
+                elif ping_round:
+                    conn.ping_sent_at = now
+                    conn.send_control(WSMsgType.PING, b"")
