@@ -103,36 +103,19 @@ def run(args: argparse.Namespace) -> int:
     return uvloop.run(serve(app, config))
 
 
-async def serve(app: App, config: ServerConfig, *, ready: Any = None) -> int:
+async def serve(app: App, config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then close every client with 1001 and return 0."""
-    from aiohttp import web
+    from ..transport.runner import ServerRunner
 
-    from ..brokers import create_broker
-    from ..node import Node
-    from ..transport.server import WirehubServer
-
-    node = Node(app, create_broker(config.broker), name=config.node_name,
-                unsubscribe_delay=config.unsubscribe_delay)
-    server = WirehubServer(node, config)
-    runner = web.AppRunner(server.app, handle_signals=False, access_log=None,
-                           shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"wirehub listening on http://{shown}:{port} (node {node.name}, "
+    runner = await ServerRunner(app, config).start()
+    print(f"wirehub listening on {runner.url} (node {runner.node.name}, "
           f"broker {config.broker}, app {app.name})", flush=True)
-    print(f"  ws://{shown}:{port}/ws  protocol v1   ws://{shown}:{port}/echo  echo", flush=True)
+    print(f"  {runner.ws_url}/ws  protocol v1   {runner.ws_url}/echo  echo", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready(port)
     await stop.wait()
-    log.info("shutting down: closing %d connections with 1001", len(server.connections))
-    server.accepting = False
-    await site.stop()  # stop accepting first
-    await runner.cleanup()  # runs on_shutdown: drain with 1001, then close the node
+    log.info("shutting down: closing %d connections with 1001", len(runner.server.connections))
+    await runner.stop()
     return 0
