@@ -18,6 +18,14 @@ from .exceptions import (
 
 __version__ = "0.1.0"
 
+
+def run(app: App, *, host: str = "127.0.0.1", port: int = 8765, **settings: object) -> int:
+    """Serve ``app`` until SIGTERM or SIGINT (settings: :class:`wirehub.config.ServerConfig`)."""
+    from .cli.serve import run_app
+    from .config import ServerConfig
+
+    return run_app(app, ServerConfig(host=host, port=port, **settings))  # type: ignore[arg-type]
+
 __all__ = [
     "App",
     "BrokerError",
@@ -33,4 +41,5 @@ __all__ = [
     "WirehubError",
     "__version__",
     "is_retryable",
+    "run",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 from ..app import App
 from ..config import ServerConfig
 
-__all__ = ["add_parser", "load_app", "run", "serve"]
+__all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
 
 log = logging.getLogger("wirehub.serve")
 
@@ -65,11 +66,24 @@ def add_parser(sub: Any) -> None:
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (attribute defaults to ``app``) and check it is an App."""
-    module_name, _, attr = spec.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    """Load ``module:attr`` or ``path/to/file.py:attr`` (attr defaults to ``app``).
+
+    A callable attribute (a factory) is called; the result must be an App.
+    """
+    module_name, _, attr = spec.rpartition(":") if spec.count(":") else (spec, "", "")
+    if module_name.endswith(".py"):
+        path = os.path.abspath(module_name)
+        loader = importlib.util.spec_from_file_location(
+            os.path.splitext(os.path.basename(path))[0], path
+        )
+        if loader is None or loader.loader is None:
+            raise SystemExit(f"wirehub: cannot load {path}")
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(module_name)
     app = getattr(module, attr or "app")
     if callable(app) and not isinstance(app, App):
         app = app()
@@ -95,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         ping_timeout=args.ping_timeout,
         compression=args.compression,
     )
-    app = load_app(args.app)
+    return run_app(load_app(args.app), config)
+
+
+def run_app(app: App, config: ServerConfig) -> int:
+    """Serve ``app`` until SIGTERM/SIGINT on uvloop when available."""
     try:
         import uvloop
     except ImportError:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make test`: install what the suite needs, then run all of it.
+# - Python test dependencies: already installed into .venv by the Makefile.
+# - Node.js + the `ws` npm package (interop tests): scripts/node_deps.sh, apt-get/npm when missing.
+# - Autobahn|Testsuite: installed by scripts/autobahn.sh on first use (tests/test_autobahn.py).
+# Every server a test needs is started by the test itself on 127.0.0.1, port 0,
+# and stopped by PID when the test ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+echo "== lint (ruff)"
+.venv/bin/ruff check src tests examples
+
+echo "== system packages"
+bash scripts/node_deps.sh
+
+echo "== test suite"
+# pytest's exit code 5 (no tests collected) must fail CI like any other failure.
+exec "$PY" -m pytest "$@"
