@@ -18,6 +18,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .core.namespaces import NamespaceOptions, Namespaces
+
 if TYPE_CHECKING:
     from .brokers.base import Publication
     from .node import Node
@@ -27,6 +29,7 @@ __all__ = ["App", "Handler"]
 
 Handler = Callable[["Connection", Any], Awaitable[Any] | Any]
 Hook = Callable[["Connection"], Awaitable[None] | None]
+PublishHook = Callable[["Connection", str, Any], Awaitable[Any] | Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -40,6 +43,8 @@ class App:
         self.disconnect_hooks: list[Hook] = []
         self.startup_hooks: list[Callable[[App], Awaitable[None] | None]] = []
         self.shutdown_hooks: list[Callable[[App], Awaitable[None] | None]] = []
+        self.namespaces = Namespaces()
+        self.publish_hooks: dict[str, PublishHook] = {}
         self._node: Node | None = None
 
     def __repr__(self) -> str:
@@ -57,6 +62,27 @@ class App:
             if type_ in self.handlers:
                 raise ValueError(f"a handler for type {type_!r} is already registered")
             self.handlers[type_] = fn
+            return fn
+
+        return register
+
+    def namespace(self, name: str, **options: Any) -> NamespaceOptions:
+        """Set options for channels ``name:*``: see :class:`NamespaceOptions`.
+
+        ``app.namespace("chat", presence=True, history_size=100)``
+        """
+        return self.namespaces.set(name, **options)
+
+    def on_publish(self, namespace: str) -> Callable[[F], F]:
+        """Check or rewrite what clients publish to ``namespace:*`` channels.
+
+        The hook gets ``(conn, channel, data)`` and returns the data to publish;
+        it raises :class:`wirehub.RequestError` to refuse. Server code
+        (``app.publish``) does not go through it.
+        """
+
+        def register(fn: F) -> F:
+            self.publish_hooks[namespace] = fn
             return fn
 
         return register
@@ -89,6 +115,8 @@ class App:
         self.disconnect_hooks += other.disconnect_hooks
         self.startup_hooks += other.startup_hooks
         self.shutdown_hooks += other.shutdown_hooks
+        self.namespaces.update(other.namespaces)
+        self.publish_hooks.update(other.publish_hooks)
         other._bound_to = self  # type: ignore[attr-defined]
         return self
 
@@ -106,6 +134,14 @@ class App:
     async def publish(self, channel: str, data: Any) -> Publication:
         """Publish ``data`` to ``channel`` from server code (``from`` is null)."""
         return await self.node.publish(channel, data)
+
+    async def broadcast(self, channel: str, type_: str, data: Any) -> None:
+        """Push an ephemeral ``{"op":"event","channel","type","data"}`` to subscribers.
+
+        Not stored in history and without an offset: typing indicators and the like.
+        """
+        await self.node.publish_event(channel, {"op": "event", "channel": channel,
+                                                "type": type_, "data": data})
 
     async def run_hooks(self, hooks: list[Any], arg: Any) -> None:
         for hook in hooks:
