@@ -22,15 +22,19 @@ from .app import App
 from .brokers.base import Broker, Publication
 from .core.codes import ErrorCode
 from .core.envelope import (
+    HistoryRequest,
     MessagePush,
     Ping,
     Pong,
+    Presence,
+    PresenceStats,
     Publish,
     Reply,
     Request,
     Send,
     Subscribe,
     Unsubscribe,
+    namespace_of,
 )
 from .core.hub import Hub
 from .exceptions import RequestError, WirehubError
@@ -68,7 +72,8 @@ class Node:
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
         self._unsub_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        broker.set_handler(self._on_publication)
+        self.namespaces = app.namespaces
+        broker.set_handler(self)
         app.bind(self)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -96,8 +101,13 @@ class Node:
         self.hub.add_client(conn)
 
     async def remove_connection(self, conn: Connection) -> None:
-        for channel in self.hub.remove_client(conn):
+        channels = list(conn.channels)
+        conn.channels.clear()
+        for channel in self.hub.remove_client(conn, channels):
             self._schedule_broker_unsubscribe(channel)
+        for channel in channels:
+            if self.namespaces.for_channel(channel).presence:
+                await self._leave(conn, channel)
         await self._run_hook_safely(self.app.disconnect_hooks, conn)
 
     async def connected(self, conn: Connection) -> None:
@@ -116,18 +126,34 @@ class Node:
         Raises :class:`RequestError` for an error the client caused.
         """
         if isinstance(req, Publish):
-            pub = await self.publish(req.channel, req.data, client=conn.client_id)
+            data = req.data
+            hook = self.app.publish_hooks.get(namespace_of(req.channel))
+            if hook is not None:
+                data = hook(conn, req.channel, data)
+                if inspect.isawaitable(data):
+                    data = await data
+            pub = await self.publish(req.channel, data, client=conn.client_id)
             return self._reply(req, {"offset": pub.offset})
         if isinstance(req, Subscribe):
-            return await self._subscribe(conn, req)
+            await self.subscribe(conn, req.channel, since=req.since, max_rate=req.max_rate,
+                                 request_id=req.id)
+            return None
         if isinstance(req, Unsubscribe):
-            if self.hub.unsubscribe(req.channel, conn):
-                self._schedule_broker_unsubscribe(req.channel)
+            await self.unsubscribe(conn, req.channel)
             return self._reply(req, {})
         if isinstance(req, Send):
             return self._reply(req, await self._send(conn, req))
         if isinstance(req, Ping):
             return Pong(id=req.id)
+        if isinstance(req, HistoryRequest):
+            return self._reply(req, await self._history(req))
+        if isinstance(req, Presence):
+            entries = await self._presence(req.channel)
+            return self._reply(req, {"clients": list(entries.values())})
+        if isinstance(req, PresenceStats):
+            entries = await self._presence(req.channel)
+            users = {e.get("user") or e["client"] for e in entries.values()}
+            return self._reply(req, {"clients": len(entries), "users": len(users)})
         raise RequestError(ErrorCode.UNKNOWN_OP, f"op {type(req).__name__} is not handled")
 
     @staticmethod
@@ -135,19 +161,118 @@ class Node:
         # A request without an id is fire-and-forget: errors are still sent.
         return None if req.id is None else Reply(id=req.id, result=result)
 
-    async def _subscribe(self, conn: Connection, req: Subscribe) -> Reply | None:
-        channel = req.channel
+    async def subscribe(
+        self,
+        conn: Connection,
+        channel: str,
+        *,
+        since: Any = None,
+        max_rate: float | None = None,
+        request_id: Any = None,
+    ) -> None:
+        """Subscribe ``conn``: reply, then recovered or snapshot messages, then live ones.
+
+        Pushes that arrive while history is read are held by the hub and sent
+        after it, skipping any the history already covered: no gap, no duplicate.
+        """
+        opts = self.namespaces.for_channel(channel)
+        if channel in conn.channels:  # already subscribed: answer where the stream is
+            pos = await self.broker.position(channel)
+            if request_id is not None:
+                conn.send(Reply(id=request_id, result={
+                    "channel": channel, "epoch": pos.epoch, "offset": pos.offset,
+                    "recovered": since is not None and since.epoch == pos.epoch
+                    and since.offset == pos.offset}))
+            return
         await self._ensure_broker_subscribed(channel)
-        position = await self.broker.position(channel)
-        # No await between joining the hub and returning the reply: the reply
-        # is queued before any message of the channel reaches this client.
-        self.hub.subscribe(channel, conn)
+        self.hub.subscribe(channel, conn, hold=True)
+        conn.channels.add(channel)
         timer = self._unsub_timers.pop(channel, None)
         if timer is not None:
             timer.cancel()
-        return self._reply(
-            req, {"channel": channel, "epoch": position.epoch, "offset": position.offset}
-        )
+        try:
+            if since is not None:
+                hist = await self.broker.history(channel, since=since.offset)
+                recovered = hist.complete and hist.epoch == since.epoch
+                replay = hist.publications if recovered else []
+            elif opts.snapshot:
+                hist = await self.broker.history(channel, limit=1)
+                recovered, replay = False, hist.publications
+            else:
+                pos = await self.broker.position(channel)
+                hist = None
+                recovered, replay = False, []
+        except BaseException:
+            self.hub.release(channel, conn)
+            conn.channels.discard(channel)
+            if self.hub.unsubscribe(channel, conn):
+                self._schedule_broker_unsubscribe(channel)
+            raise
+        offset, epoch = (hist.offset, hist.epoch) if hist is not None else (pos.offset, pos.epoch)
+        conn.set_flow(channel, max_rate, opts.slow_consumer)
+        if request_id is not None:
+            result: dict[str, Any] = {"channel": channel, "epoch": epoch, "offset": offset}
+            if since is not None:
+                result["recovered"] = recovered
+            conn.send(Reply(id=request_id, result=result))
+        last = 0
+        for pub in replay:
+            conn.send(self._push(pub))
+            last = pub.offset
+        for push in self.hub.release(channel, conn):
+            if not isinstance(push, MessagePush) or push.offset > last:
+                conn.deliver(conn.codec.encode(push), conn.codec.binary, channel)
+        if opts.presence:
+            await self._join(conn, channel)
+
+    async def unsubscribe(self, conn: Connection, channel: str) -> None:
+        if channel not in conn.channels:
+            return
+        conn.channels.discard(channel)
+        conn.set_flow(channel, None, None)
+        if self.hub.unsubscribe(channel, conn):
+            self._schedule_broker_unsubscribe(channel)
+        if self.namespaces.for_channel(channel).presence:
+            await self._leave(conn, channel)
+
+    async def _history(self, req: HistoryRequest) -> dict[str, Any]:
+        opts = self.namespaces.for_channel(req.channel)
+        limit = opts.history_size if req.limit is None else min(req.limit, opts.history_size)
+        since = req.since.offset if req.since is not None else None
+        hist = await self.broker.history(req.channel, since=since, limit=limit)
+        if req.since is not None and hist.epoch != req.since.epoch:
+            hist = await self.broker.history(req.channel, limit=limit)
+        return {
+            "messages": [self._push(p) for p in hist.publications],
+            "offset": hist.offset,
+            "epoch": hist.epoch,
+        }
+
+    # -- presence ----------------------------------------------------------------------
+    def presence_entry(self, conn: Connection) -> dict[str, Any]:
+        return {"client": conn.client_id, "user": conn.user, "info": conn.info}
+
+    async def _presence(self, channel: str) -> dict[str, dict[str, Any]]:
+        if not self.namespaces.for_channel(channel).presence:
+            raise RequestError(
+                ErrorCode.NOT_FOUND,
+                f"presence is not enabled in namespace {namespace_of(channel)!r}",
+            )
+        return await self.broker.presence(channel)
+
+    async def _join(self, conn: Connection, channel: str) -> None:
+        entry = self.presence_entry(conn)
+        await self.broker.add_presence(channel, conn.client_id, entry)
+        await self.broker.publish_event(channel, {"op": "join", "channel": channel, **entry})
+
+    async def _leave(self, conn: Connection, channel: str) -> None:
+        try:
+            await self.broker.remove_presence(channel, conn.client_id)
+            await self.broker.publish_event(
+                channel, {"op": "leave", "channel": channel, **self.presence_entry(conn)}
+            )
+        except Exception:
+            log.exception("client %s: leaving presence of %s failed", conn.client_id, channel)
 
     async def _send(self, conn: Connection, req: Send) -> Any:
         handler = self.app.handlers.get(req.type)
@@ -164,16 +289,25 @@ class Node:
     # -- publishing -----------------------------------------------------------------
     async def publish(self, channel: str, data: Any, *, client: str | None = None) -> Publication:
         """Publish through the broker; every subscribed node delivers it."""
+        opts = self.namespaces.for_channel(channel)
         try:
-            return await self.broker.publish(channel, data, client=client)
+            return await self.broker.publish(
+                channel, data, client=client,
+                history_size=opts.history_size, history_ttl=opts.history_ttl,
+            )
         except WirehubError:
             raise
         except Exception as exc:
             log.exception("broker publish to %s failed", channel)
             raise RequestError(ErrorCode.INTERNAL, "could not publish, try again") from exc
 
-    def _on_publication(self, pub: Publication) -> None:
-        push = MessagePush(
+    async def publish_event(self, channel: str, event: dict[str, Any]) -> None:
+        """Push an ephemeral event to the channel's subscribers on every node."""
+        await self.broker.publish_event(channel, event)
+
+    @staticmethod
+    def _push(pub: Publication) -> MessagePush:
+        return MessagePush(
             channel=pub.channel,
             data=pub.data,
             offset=pub.offset,
@@ -181,7 +315,13 @@ class Node:
             from_=pub.client,
             ts=pub.ts,
         )
-        self.hub.broadcast(pub.channel, push)
+
+    # -- BrokerHandler -------------------------------------------------------------------
+    def on_publication(self, pub: Publication) -> None:
+        self.hub.broadcast(pub.channel, self._push(pub))
+
+    def on_event(self, channel: str, event: dict[str, Any]) -> None:
+        self.hub.broadcast(channel, event)
 
     # -- broker subscriptions ---------------------------------------------------------
     async def _ensure_broker_subscribed(self, channel: str) -> None:

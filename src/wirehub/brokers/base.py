@@ -2,19 +2,19 @@
 
 "Append to history and publish" is one atomic step per channel, so that every
 node sees a channel's messages in the same order with the same offsets. The
-broker calls the node's handler for every publication on a channel the node
-subscribed to, in offset order.
+broker calls the node's handler for every publication and event on a channel
+the node subscribed to, in offset order. Presence lives in the broker too, so
+that every node sees every node's clients.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-__all__ = ["Broker", "Handler", "Publication", "StreamPosition"]
+__all__ = ["Broker", "BrokerHandler", "History", "Publication", "StreamPosition"]
 
 
 class Publication(msgspec.Struct, frozen=True):
@@ -35,16 +35,33 @@ class StreamPosition(msgspec.Struct, frozen=True):
     epoch: str
 
 
-Handler = Callable[[Publication], None]
+class History(msgspec.Struct, frozen=True):
+    """Publications from a channel's history, oldest first, and the stream position.
+
+    ``complete`` is true when nothing is missing between the ``since`` offset
+    asked for and the first publication returned (always true without ``since``).
+    """
+
+    publications: list[Publication]
+    offset: int
+    epoch: str
+    complete: bool = True
+
+
+class BrokerHandler(Protocol):
+    def on_publication(self, pub: Publication) -> None:
+        """A publication on a channel this node subscribed to, in offset order."""
+
+    def on_event(self, channel: str, event: dict[str, Any]) -> None:
+        """An ephemeral event (join, leave, typing...) on a subscribed channel."""
 
 
 class Broker(abc.ABC):
-    """Between nodes: publish, subscribe per channel, history positions."""
+    """Between nodes: publish, subscribe per channel, history, presence."""
 
-    _handler: Handler | None = None
+    _handler: BrokerHandler | None = None
 
-    def set_handler(self, handler: Handler) -> None:
-        """Called with every publication on channels this node subscribed to."""
+    def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
 
     async def start(self) -> None:  # noqa: B027 - optional hook
@@ -53,23 +70,56 @@ class Broker(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Disconnect and release resources; the default does nothing."""
 
+    @property
+    def healthy(self) -> bool:
+        """False while the broker cannot deliver (e.g. Redis unreachable)."""
+        return True
+
+    # -- streams ------------------------------------------------------------------------
     @abc.abstractmethod
-    async def publish(self, channel: str, data: Any, *, client: str | None = None) -> Publication:
-        """Append to the channel's history and deliver to subscribed nodes, atomically."""
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        client: str | None = None,
+        history_size: int = 300,
+        history_ttl: float = 120.0,
+    ) -> Publication:
+        """Append to the channel's bounded history and deliver, atomically."""
+
+    @abc.abstractmethod
+    async def publish_event(self, channel: str, event: dict[str, Any]) -> None:
+        """Deliver an ephemeral event to subscribed nodes; not kept in history."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
-        """Start delivering the channel's publications to this node."""
+        """Start delivering the channel's publications and events to this node."""
 
     @abc.abstractmethod
     async def unsubscribe(self, channel: str) -> None:
-        """Stop delivering the channel's publications to this node."""
+        """Stop delivering the channel's publications and events to this node."""
 
     @abc.abstractmethod
     async def position(self, channel: str) -> StreamPosition:
         """The channel's current top offset and epoch."""
 
-    @property
-    def healthy(self) -> bool:
-        """False while the broker cannot deliver (e.g. Redis unreachable)."""
-        return True
+    @abc.abstractmethod
+    async def history(
+        self, channel: str, *, since: int | None = None, limit: int | None = None
+    ) -> History:
+        """Retained publications: after offset ``since`` (oldest first, at most
+        ``limit``), or without ``since`` the newest ``limit`` of them."""
+
+    # -- presence -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:
+        """Record that ``client`` is in ``channel`` with ``entry`` (client, user, info)."""
+
+    @abc.abstractmethod
+    async def remove_presence(self, channel: str, client: str) -> None:
+        """Forget ``client`` in ``channel``."""
+
+    @abc.abstractmethod
+    async def presence(self, channel: str) -> dict[str, dict[str, Any]]:
+        """Client id -> entry, for every client present in ``channel`` on any node."""

@@ -16,14 +16,18 @@ __all__ = [
     "PROTOCOL",
     "Channel",
     "Error",
+    "HistoryRequest",
     "MessagePush",
     "Ping",
     "Pong",
+    "Presence",
+    "PresenceStats",
     "Publish",
     "Reply",
     "Request",
     "RequestId",
     "Send",
+    "Since",
     "Subscribe",
     "Unsubscribe",
     "Welcome",
@@ -52,8 +56,19 @@ class _Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
     id: RequestId | None = None
 
 
+class Since(msgspec.Struct, frozen=True):
+    """A stream position the client saw last: recover what came after it."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    epoch: Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class Subscribe(_Request, tag="subscribe", frozen=True):
     channel: Channel
+    #: recover the messages published after this position (docs/protocol.md)
+    since: Since | None = None
+    #: deliver at most this many messages per second, always the newest
+    max_rate: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
 
 
 class Unsubscribe(_Request, tag="unsubscribe", frozen=True):
@@ -74,10 +89,29 @@ class Ping(_Request, tag="ping", frozen=True):
     pass
 
 
-Request = Subscribe | Unsubscribe | Publish | Send | Ping
+class HistoryRequest(_Request, tag="history", frozen=True):
+    channel: Channel
+    limit: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+    since: Since | None = None
+
+
+class Presence(_Request, tag="presence", frozen=True):
+    channel: Channel
+
+
+class PresenceStats(_Request, tag="presence_stats", frozen=True):
+    channel: Channel
+
+
+Request = (
+    Subscribe | Unsubscribe | Publish | Send | Ping | HistoryRequest | Presence | PresenceStats
+)
 
 #: every op a client may send; anything else is ``unknown_op``.
-CLIENT_OPS = frozenset({"subscribe", "unsubscribe", "publish", "send", "ping"})
+CLIENT_OPS = frozenset(
+    {"subscribe", "unsubscribe", "publish", "send", "ping", "history", "presence",
+     "presence_stats"}
+)
 
 
 # -- server to client -------------------------------------------------------

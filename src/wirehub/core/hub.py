@@ -26,24 +26,22 @@ class Subscriber(Protocol):
 class Hub:
     """Channel -> local subscribers, and the client registry of one node."""
 
-    __slots__ = ("_channels", "_clients")
+    __slots__ = ("_channels", "_clients", "_recovering")
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Subscriber]] = {}
         self._clients: dict[str, Subscriber] = {}
+        # (channel, client id) -> pushes held back while the client recovers
+        self._recovering: dict[tuple[str, str], list[Any]] = {}
 
     # -- clients -------------------------------------------------------------
     def add_client(self, client: Subscriber) -> None:
         self._clients[client.client_id] = client
 
-    def remove_client(self, client: Subscriber) -> list[str]:
-        """Forget a client; return the channels it left empty."""
+    def remove_client(self, client: Subscriber, channels: list[str]) -> list[str]:
+        """Forget a client subscribed to ``channels``; return those it left empty."""
         self._clients.pop(client.client_id, None)
-        emptied = []
-        for channel in [c for c, subs in self._channels.items() if client.client_id in subs]:
-            if self.unsubscribe(channel, client):
-                emptied.append(channel)
-        return emptied
+        return [channel for channel in channels if self.unsubscribe(channel, client)]
 
     def client(self, client_id: str) -> Subscriber | None:
         return self._clients.get(client_id)
@@ -56,8 +54,15 @@ class Hub:
         return len(self._clients)
 
     # -- channels ------------------------------------------------------------
-    def subscribe(self, channel: str, client: Subscriber) -> bool:
-        """Add a subscriber; True if it is the channel's first one on this node."""
+    def subscribe(self, channel: str, client: Subscriber, *, hold: bool = False) -> bool:
+        """Add a subscriber; True if it is the channel's first one on this node.
+
+        With ``hold``, pushes for it are kept back (not encoded, not delivered)
+        until :meth:`release` hands them over: the node sends recovered history
+        first, then these, so nothing is lost or duplicated in between.
+        """
+        if hold:
+            self._recovering[channel, client.client_id] = []
         subs = self._channels.get(channel)
         if subs is None:
             self._channels[channel] = {client.client_id: client}
@@ -65,8 +70,14 @@ class Hub:
         subs[client.client_id] = client
         return False
 
+    def release(self, channel: str, client: Subscriber) -> list[Any]:
+        """Stop holding pushes for a subscriber; return those held, in order."""
+        return self._recovering.pop((channel, client.client_id), [])
+
     def unsubscribe(self, channel: str, client: Subscriber) -> bool:
         """Remove a subscriber; True if the channel has no local subscriber left."""
+        if self._recovering:
+            self._recovering.pop((channel, client.client_id), None)
         subs = self._channels.get(channel)
         if subs is None or subs.pop(client.client_id, None) is None:
             return False
@@ -101,7 +112,13 @@ class Hub:
         if not subs:
             return 0
         encoded: dict[Codec, bytes] = {}
+        held = self._recovering
         for sub in list(subs.values()):
+            if held:
+                pending = held.get((channel, sub.client_id))
+                if pending is not None:
+                    pending.append(push)
+                    continue
             codec = sub.codec
             payload = encoded.get(codec)
             if payload is None:

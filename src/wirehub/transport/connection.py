@@ -20,7 +20,9 @@ from aiohttp import WSMsgType, web
 
 from ..core.codec import Codec
 from ..core.codes import CloseCode
+from ..core.namespaces import SlowConsumerPolicy
 from ..core.state import ConnectionState, StateEvent, StateMachine
+from .flow import Flow
 
 __all__ = ["Connection"]
 
@@ -33,16 +35,23 @@ class Connection:
     """A connected client as app handlers see it (``conn`` in ``@app.on``)."""
 
     __slots__ = (
+        "_backlog",
         "_closing_task",
+        "_flows",
         "_queue",
         "_queued_bytes",
         "_waiter",
         "_writer_task",
         "_ws",
+        "channels",
         "client_id",
         "close_code",
         "codec",
+        "conflate_threshold",
+        "conflated",
         "connected_at",
+        "dropped",
+        "info",
         "max_queue",
         "ping_sent_at",
         "remote",
@@ -69,11 +78,21 @@ class Connection:
         self.user_agent = request.headers.get("User-Agent", "")
         self.connected_at = time.time()
         self.user: str | None = None
+        #: what the app says about this client; shown in presence entries
+        self.info: dict[str, Any] = {}
+        #: channels this client is subscribed to (kept by the node)
+        self.channels: set[str] = set()
         self.max_queue = max_queue
+        #: queued bytes past which conflating channels keep only their newest message
+        self.conflate_threshold = max_queue // 4
+        self.conflated = 0  #: messages replaced by a newer one before being sent
+        self.dropped = 0  #: messages dropped by the drop_oldest policy
+        self._flows: dict[str, Flow] = {}
+        self._backlog: dict[str, tuple[bytes, bool]] = {}
         self.state = StateMachine(ConnectionState.OPEN)
         self.close_code: int | None = None
         self.ping_sent_at: float | None = None
-        self._queue: deque[tuple[bytes, WSMsgType]] = deque()
+        self._queue: deque[tuple[bytes, WSMsgType, str | None]] = deque()
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
@@ -83,7 +102,7 @@ class Connection:
         return f"<Connection {self.client_id} {self.remote} {self.state.state.name}>"
 
     @property
-    def info(self) -> dict[str, Any]:
+    def registry_entry(self) -> dict[str, Any]:
         """The registry entry: id, remote address, user agent, connect time."""
         return {
             "client": self.client_id,
@@ -110,10 +129,75 @@ class Connection:
         """Encode ``envelope`` with this client's codec and queue it."""
         self.deliver(self.codec.encode(envelope), self.codec.binary)
 
+    def set_flow(self, channel: str, max_rate: float | None,
+                 policy: SlowConsumerPolicy | None) -> None:
+        """Set (or with ``None`` clear) the rate cap and slow-consumer policy of a channel."""
+        old = self._flows.pop(channel, None)
+        if old is not None:
+            old.cancel()
+        self._backlog.pop(channel, None)
+        if policy is None or (max_rate is None and policy is SlowConsumerPolicy.DISCONNECT):
+            return
+        self._flows[channel] = Flow(channel, max_rate, policy)
+
     def deliver(self, payload: bytes, binary: bool, channel: str | None = None) -> None:
-        """Queue an encoded frame; cut the client off if its queue overflows."""
+        """Queue an encoded frame, applying the channel's rate cap and queue policy."""
         if not self.open:
             return
+        flow = self._flows.get(channel) if self._flows and channel is not None else None
+        if flow is None:
+            self._enqueue(payload, binary, channel)
+            return
+        if flow.interval:
+            now = asyncio.get_running_loop().time()
+            if flow.pending is not None or now - flow.last_sent < flow.interval:
+                if flow.pending is not None:
+                    self.conflated += 1
+                flow.pending = (payload, binary)
+                if flow.timer is None:
+                    flow.timer = asyncio.get_running_loop().call_at(
+                        max(now, flow.last_sent + flow.interval), self._release_flow, flow
+                    )
+                return
+            flow.last_sent = now
+        self._enqueue_with_policy(flow, payload, binary)
+
+    def _release_flow(self, flow: Flow) -> None:
+        flow.timer = None
+        pending, flow.pending = flow.pending, None
+        if pending is not None and self.open:
+            flow.last_sent = asyncio.get_running_loop().time()
+            self._enqueue_with_policy(flow, *pending)
+
+    def _enqueue_with_policy(self, flow: Flow, payload: bytes, binary: bool) -> None:
+        policy = flow.policy
+        if policy is SlowConsumerPolicy.CONFLATE:
+            if flow.channel in self._backlog or self._queued_bytes > self.conflate_threshold:
+                if flow.channel in self._backlog:
+                    self.conflated += 1
+                self._backlog[flow.channel] = (payload, binary)
+                return
+        elif policy is SlowConsumerPolicy.DROP_OLDEST:
+            self._make_room(flow.channel, len(payload))
+            if self._queued_bytes + len(payload) > self.max_queue:
+                self.dropped += 1
+                return
+        self._enqueue(payload, binary, flow.channel)
+
+    def _make_room(self, channel: str, size: int) -> None:
+        """Drop the channel's oldest queued messages until ``size`` more bytes fit."""
+        queue = self._queue
+        i = 0
+        while self._queued_bytes + size > self.max_queue and i < len(queue):
+            payload, _opcode, ch = queue[i]
+            if ch == channel:
+                del queue[i]
+                self._queued_bytes -= len(payload)
+                self.dropped += 1
+            else:
+                i += 1
+
+    def _enqueue(self, payload: bytes, binary: bool, channel: str | None) -> None:
         self._queued_bytes += len(payload)
         if self._queued_bytes > self.max_queue:
             log.warning(
@@ -123,13 +207,13 @@ class Connection:
             )
             self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        self._queue.append((payload, _BINARY if binary else _TEXT))
+        self._queue.append((payload, _BINARY if binary else _TEXT, channel))
         self._wake()
 
     def send_control(self, opcode: WSMsgType, payload: bytes = b"") -> None:
         """Queue a ping or pong (RFC 6455 §5.5.2, §5.5.3)."""
         if self.open:
-            self._queue.append((payload, opcode))
+            self._queue.append((payload, opcode, None))
             self._wake()
 
     def _wake(self) -> None:
@@ -143,10 +227,15 @@ class Connection:
         try:
             while True:
                 while queue:
-                    payload, opcode = queue.popleft()
+                    payload, opcode, _channel = queue.popleft()
                     if opcode is _TEXT or opcode is _BINARY:
                         self._queued_bytes -= len(payload)
                     await ws.send_frame(payload, opcode)
+                if self._backlog:  # drained: the newest of each conflated channel goes now
+                    backlog, self._backlog = self._backlog, {}
+                    for channel, (payload, binary) in backlog.items():
+                        self._enqueue(payload, binary, channel)
+                    continue
                 self._waiter = loop.create_future()
                 await self._waiter
                 self._waiter = None
@@ -171,8 +260,7 @@ class Connection:
             self.state.fire(StateEvent.CLOSE_STARTED)
         if self.close_code is None:
             self.close_code = int(code)
-        self._queue.clear()
-        self._queued_bytes = 0
+        self._drop_outbound()
         if self._writer_task is not None:
             self._writer_task.cancel()
         if code == CloseCode.ABNORMAL:
@@ -197,8 +285,15 @@ class Connection:
             self._writer_task.cancel()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.cancel()
-        self._queue.clear()
+        self._drop_outbound()
         self.state.fire(StateEvent.CONNECTION_LOST)
+
+    def _drop_outbound(self) -> None:
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._backlog.clear()
+        for flow in self._flows.values():
+            flow.cancel()
 
     async def wait_closed(self) -> None:
         if self._closing_task is not None:
