@@ -265,6 +265,11 @@ class Node:
         await self.broker.add_presence(channel, conn.client_id, entry)
         await self.broker.publish_event(channel, {"op": "join", "channel": channel, **entry})
 
+    async def refresh_presence(self, conn: Connection, channel: str) -> None:
+        """Publish ``conn``'s presence entry again (after its info or user changed)."""
+        if channel in conn.channels and self.namespaces.for_channel(channel).presence:
+            await self._join(conn, channel)
+
     async def _leave(self, conn: Connection, channel: str) -> None:
         try:
             await self.broker.remove_presence(channel, conn.client_id)

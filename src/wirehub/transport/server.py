@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -27,6 +28,7 @@ __all__ = ["WirehubServer", "valid_close_code"]
 log = logging.getLogger("wirehub.server")
 
 NODE_KEY: web.AppKey[WirehubServer] = web.AppKey("wirehub_server")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 def valid_close_code(code: int) -> bool:
@@ -58,6 +60,8 @@ class WirehubServer:
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/echo", self.echo)
         self.app.router.add_get("/ws", self.websocket)
+        self.app.router.add_get("/", self.index)
+        self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
         self.app.on_startup.append(self._on_startup)
         self.app.on_shutdown.append(self._on_shutdown)
 
@@ -98,6 +102,11 @@ class WirehubServer:
                 "broker": {"healthy": self.node.broker.healthy},
             }
         )
+
+    async def index(self, _request: web.Request) -> web.StreamResponse:
+        """The browser page (chat, stocks, connection state): no build step."""
+        return web.FileResponse(STATIC_DIR / "index.html",
+                                headers={"Cache-Control": "no-cache"})
 
     def _refuse_if_draining(self) -> web.Response | None:
         if self.accepting:
