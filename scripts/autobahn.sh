@@ -93,8 +93,15 @@ fi
 
 # --- 2. start the server unless a URL was given -----------------------------------
 SERVER_PID=""
-stop_server() {
-  # Stop only the process we started, by its PID: TERM, then KILL after 5 s.
+WSTEST_PID=""
+cleanup() {
+  # Stop only the processes we started, by their PIDs: the suite (`timeout`
+  # passes the TERM on to wstest), then the server: TERM, KILL after 5 s.
+  if [ -n "$WSTEST_PID" ]; then
+    kill -TERM "$WSTEST_PID" 2>/dev/null || true
+    wait "$WSTEST_PID" 2>/dev/null || true
+    WSTEST_PID=""
+  fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 50); do
@@ -106,7 +113,7 @@ stop_server() {
   fi
   SERVER_PID=""
 }
-trap stop_server EXIT
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -158,9 +165,17 @@ EOF
 echo "autobahn: $URL  profile: $PROFILE  reports: $OUTDIR"
 START=$SECONDS
 # wstest prints a line per case: keep it in a log. It exits by itself when done;
-# `timeout` guards against a server that hangs the suite.
-if ! timeout "$(scaled 900)" "$WSTEST" -m fuzzingclient -s "$SPEC" > "$OUTDIR/wstest.log" 2>&1; then
-  echo "wstest did not finish (exit non-zero or timeout); tail of $OUTDIR/wstest.log:" >&2
+# `timeout` guards against a server that hangs the suite. It runs in the
+# background and we `wait` for it, so that a TERM/INT sent to this script
+# runs the cleanup at once instead of after the suite.
+timeout "$(scaled 900)" "$WSTEST" -m fuzzingclient -s "$SPEC" > "$OUTDIR/wstest.log" 2>&1 &
+WSTEST_PID=$!
+wrc=0
+wait "$WSTEST_PID" || wrc=$?
+WSTEST_PID=""
+if [ "$wrc" != 0 ]; then
+  [ "$wrc" = 124 ] && echo "wstest timed out after $(scaled 900) s" >&2
+  echo "wstest did not finish (exit code $wrc); tail of $OUTDIR/wstest.log:" >&2
   tail -20 "$OUTDIR/wstest.log" >&2
   exit 2
 fi

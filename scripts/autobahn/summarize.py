@@ -6,10 +6,11 @@ Usage: python3 scripts/autobahn/summarize.py REPORT_DIR/index.json [--strict]
 index.json maps agent -> case id ("1.1.1") -> {"behavior", "behaviorClose",
 "duration" (ms), "remoteCloseCode", "reportfile"}.
 
-A case passes when neither "behavior" nor "behaviorClose" is FAILED: OK,
-NON-STRICT and INFORMATIONAL pass; UNIMPLEMENTED (what 12.*/13.* report when
-the server does not negotiate permessage-deflate) passes too. With --strict,
-NON-STRICT and UNIMPLEMENTED count as failures.
+A case fails when "behavior" is FAILED, or "behaviorClose" is FAILED or one
+of the other closing-handshake failures (WRONG CODE, UNCLEAN, FAILED BY
+CLIENT); OK, NON-STRICT and INFORMATIONAL pass, and so does UNIMPLEMENTED (what
+12.*/13.* report when the server does not negotiate permessage-deflate). With
+--strict, NON-STRICT and UNIMPLEMENTED count as failures too.
 
 Prints per-agent counts, one line per failing case (id, behaviors, close code,
 report file) and, last, exactly ``N passed, N failed`` (totals over agents).
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 
 STRICT_ONLY = {"NON-STRICT", "UNIMPLEMENTED"}
+CLOSE_FAILURES = {"FAILED", "WRONG CODE", "UNCLEAN", "FAILED BY CLIENT"}
 
 
 def case_key(cid: str) -> tuple[int, ...]:
@@ -34,7 +36,7 @@ def case_key(cid: str) -> tuple[int, ...]:
 def is_failure(case: dict, strict: bool) -> bool:
     """Return True when the case counts as failed under the chosen rule."""
     outcomes = {case.get("behavior"), case.get("behaviorClose")}
-    if "FAILED" in outcomes:
+    if case.get("behavior") == "FAILED" or case.get("behaviorClose") in CLOSE_FAILURES:
         return True
     return strict and bool(outcomes & STRICT_ONLY)
 

@@ -149,7 +149,7 @@ class WirehubServer:
     @staticmethod
     async def _answer_close(ws: web.WebSocketResponse, code: int | None) -> None:
         """Answer a close frame: echo a valid code, 1002 for one never allowed on the wire."""
-        if code in (None, CloseCode.NO_STATUS):
+        if code in (None, 0, CloseCode.NO_STATUS):
             reply = CloseCode.NORMAL  # RFC 6455 §7.4.1: 1005 means "no code was given"
         elif valid_close_code(code):
             reply = code
@@ -218,7 +218,7 @@ class WirehubServer:
             elif mtype is WSMsgType.PONG:
                 conn.ping_sent_at = None
             elif mtype is WSMsgType.CLOSE:
-                conn.close_code = msg.data
+                conn.close_code = msg.data or CloseCode.NO_STATUS
                 await self._answer_close(ws, msg.data)
                 return
             else:  # CLOSING, CLOSED or ERROR (aiohttp closed with 1002/1007/1009)
