@@ -83,8 +83,9 @@ class Connection:
         #: channels this client is subscribed to (kept by the node)
         self.channels: set[str] = set()
         self.max_queue = max_queue
-        #: queued bytes past which conflating channels keep only their newest message
-        self.conflate_threshold = max_queue // 4
+        #: queued bytes past which a lagging client's conflating channels keep only
+        #: their newest message (see _backed_up)
+        self.conflate_threshold = min(16 * 1024, max_queue // 4)
         self.conflated = 0  #: messages replaced by a newer one before being sent
         self.dropped = 0  #: messages dropped by the drop_oldest policy
         self._flows: dict[str, Flow] = {}
@@ -172,7 +173,7 @@ class Connection:
     def _enqueue_with_policy(self, flow: Flow, payload: bytes, binary: bool) -> None:
         policy = flow.policy
         if policy is SlowConsumerPolicy.CONFLATE:
-            if flow.channel in self._backlog or self._queued_bytes > self.conflate_threshold:
+            if flow.channel in self._backlog or self._backed_up():
                 if flow.channel in self._backlog:
                     self.conflated += 1
                 self._backlog[flow.channel] = (payload, binary)
@@ -183,6 +184,16 @@ class Connection:
                 self.dropped += 1
                 return
         self._enqueue(payload, binary, flow.channel)
+
+    def _backed_up(self) -> bool:
+        """The socket refuses more bytes and frames wait behind it: the client lags.
+
+        A burst that merely queues up within one loop turn does not count.
+        """
+        if self._queued_bytes <= self.conflate_threshold:
+            return False
+        transport = self.request.transport
+        return transport is None or transport.get_write_buffer_size() > 0
 
     def _make_room(self, channel: str, size: int) -> None:
         """Drop the channel's oldest queued messages until ``size`` more bytes fit."""
