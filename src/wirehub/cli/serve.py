@@ -19,6 +19,8 @@ __all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
 
 log = logging.getLogger("wirehub.serve")
 
+DEFAULT_APP = "wirehub.apps:default_app"
+
 
 def _size(text: str) -> int:
     """Parse a byte size: 1048576, 1MiB, 64KiB, 16M."""
@@ -39,7 +41,7 @@ def _size(text: str) -> int:
 def add_parser(sub: Any) -> None:
     d = ServerConfig()
     p = sub.add_parser("serve", help="run the hub (HTTP + WebSocket on one port)")
-    p.add_argument("app", nargs="?", default="wirehub.apps:default_app",
+    p.add_argument("app", nargs="?", default=DEFAULT_APP,
                    help="the app to serve, as module:attribute (default: %(default)s)")
     p.add_argument("--host", default=d.host, help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=d.port,
@@ -60,6 +62,14 @@ def add_parser(sub: Any) -> None:
                    "(default: %(default)s)")
     p.add_argument("--no-compression", dest="compression", action="store_false",
                    help="refuse permessage-deflate")
+    g = p.add_argument_group("built-in stock feed (default app)")
+    g.add_argument("--stocks-rate", type=float, default=1000.0,
+                   help="ticks per second across all symbols (default: %(default)s)")
+    g.add_argument("--stocks-seed", type=int, default=None,
+                   help="seed for a reproducible simulated market")
+    g.add_argument("--stocks-csv", default=None, help="replay ticks from this CSV file instead")
+    g.add_argument("--stocks-symbols", default=None,
+                   help="comma-separated symbols to trade (default: all)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
     p.set_defaults(func=run)
@@ -109,7 +119,15 @@ def run(args: argparse.Namespace) -> int:
         ping_timeout=args.ping_timeout,
         compression=args.compression,
     )
-    return run_app(load_app(args.app), config)
+    if args.app == DEFAULT_APP:
+        from ..apps import default_app
+
+        symbols = args.stocks_symbols.split(",") if args.stocks_symbols else None
+        app = default_app(stocks_rate=args.stocks_rate, stocks_seed=args.stocks_seed,
+                          stocks_csv=args.stocks_csv, stocks_symbols=symbols)
+    else:
+        app = load_app(args.app)
+    return run_app(app, config)
 
 
 def run_app(app: App, config: ServerConfig) -> int:

@@ -252,7 +252,8 @@ class Connection:
                 self._waiter = None
         except (ConnectionError, RuntimeError) as exc:
             log.debug("client %s: write failed: %s", self.client_id, exc)
-            self.close_soon(CloseCode.ABNORMAL, "write failed")
+            if self.open:  # once closing, the close handshake owns the socket
+                self.close_soon(CloseCode.ABNORMAL, "write failed")
         except asyncio.CancelledError:
             pass
 
@@ -267,13 +268,9 @@ class Connection:
         """Close with ``code``; abort the TCP connection if the peer does not answer."""
         if self.state.state is ConnectionState.CLOSED:
             return
-        if self.state.can(StateEvent.CLOSE_STARTED):
-            self.state.fire(StateEvent.CLOSE_STARTED)
         if self.close_code is None:
             self.close_code = int(code)
-        self._drop_outbound()
-        if self._writer_task is not None:
-            self._writer_task.cancel()
+        self.stop_sending()
         if code == CloseCode.ABNORMAL:
             self.abort()
             return
@@ -283,6 +280,19 @@ class Connection:
             )
         except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
+
+    def stop_sending(self) -> None:
+        """Enter CLOSING: drop what is queued and stop the writer.
+
+        After a close frame nothing else may be sent (RFC 6455 §5.5.1), and a
+        writer still sending would fail and tear the socket down before the
+        close frame is flushed.
+        """
+        if self.state.can(StateEvent.CLOSE_STARTED):
+            self.state.fire(StateEvent.CLOSE_STARTED)
+        self._drop_outbound()
+        if self._writer_task is not None:
+            self._writer_task.cancel()
 
     def abort(self) -> None:
         """Drop the TCP connection at once."""

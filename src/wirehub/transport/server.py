@@ -219,6 +219,7 @@ class WirehubServer:
                 conn.ping_sent_at = None
             elif mtype is WSMsgType.CLOSE:
                 conn.close_code = msg.data or CloseCode.NO_STATUS
+                conn.stop_sending()
                 await self._answer_close(ws, msg.data)
                 return
             else:  # CLOSING, CLOSED or ERROR (aiohttp closed with 1002/1007/1009)

@@ -1,0 +1,100 @@
+"""The stocks app: a live market feed on ``stocks:<SYMBOL>`` channels.
+
+The server publishes every tick; clients subscribe to the symbols they watch
+and may not publish. ``send {type: "stocks.symbols"}`` lists every symbol with
+its latest price, for building a watchlist. Serve it alone with::
+
+    wirehub serve wirehub.apps.stocks:stocks_app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ...app import App
+from ...core.codes import ErrorCode
+from ...exceptions import ConfigError, RequestError
+from .feed import StockFeed
+from .replay import CsvReplay
+from .simulator import Simulator
+from .source import TickSource
+from .universe import by_symbol
+
+__all__ = ["NAMESPACE", "StocksApp", "stocks_app"]
+
+NAMESPACE = "stocks"
+
+
+class StocksApp(App):
+    """An :class:`~wirehub.App` that owns a :class:`StockFeed` and its task."""
+
+    def __init__(self, feed: StockFeed) -> None:
+        super().__init__("stocks")
+        self.feed = feed
+        self.task: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, Any]:
+        """The feed's counters: ``published``, ``batches``, ``failed``, ``rate`` ..."""
+        return self.feed.stats()
+
+    async def start_feed(self, served: App) -> None:
+        """Start publishing through ``served`` (the app the node runs)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.feed.run(served.publish),
+                                            name="wirehub.stocks.feed")
+
+    async def stop_feed(self, served: App | None = None) -> None:
+        """Cancel the feed task and wait until it has stopped."""
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def stocks_app(
+    source: TickSource | None = None,
+    *,
+    rate: float = 1000.0,
+    seed: int | None = None,
+    csv_path: str | Path | None = None,
+    symbols: Iterable[str] | None = None,
+) -> StocksApp:
+    """The stock feed app, publishing ``rate`` ticks per second in all.
+
+    The ticks come from ``source`` if given, else from a replay of ``csv_path``
+    (looping), else from the built-in simulator (seeded with ``seed``).
+    ``symbols`` narrows the simulator's universe or the replayed file.
+    """
+    if rate <= 0:
+        raise ConfigError("rate", rate, "ticks per second > 0")
+    if source is not None and (csv_path is not None or seed is not None or symbols is not None):
+        raise ConfigError("source", source, "either a source or seed/csv_path/symbols, not both")
+    if source is None:
+        if csv_path is not None:
+            source = CsvReplay(csv_path, loop=True, symbols=symbols)
+        else:
+            source = Simulator(rate=rate, seed=seed, symbols=symbols)
+    app = StocksApp(StockFeed(source, rate=rate))
+    app.namespace(NAMESPACE, history_size=1, snapshot=True, slow_consumer="conflate")
+
+    @app.on_publish(NAMESPACE)
+    async def refuse_client_publish(conn: Any, channel: str, data: Any) -> Any:
+        raise RequestError(ErrorCode.FORBIDDEN, "stocks channels are published by the server only")
+
+    @app.on("stocks.symbols")
+    async def list_symbols(conn: Any, data: Any) -> list[dict[str, Any]]:
+        return app.feed.watchlist(_name_of)
+
+    app.on_startup(app.start_feed)
+    app.on_shutdown(app.stop_feed)
+    return app
+
+
+def _name_of(symbol: str) -> str | None:
+    spec = by_symbol(symbol)
+    return spec.name if spec else None
