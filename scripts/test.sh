@@ -14,6 +14,7 @@ echo "== lint (ruff)"
 
 echo "== system packages"
 bash scripts/node_deps.sh
+bash scripts/browser_deps.sh
 
 echo "== test suite"
 # pytest's exit code 5 (no tests collected) must fail CI like any other failure.

@@ -38,6 +38,12 @@ def valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
 
 
+async def _no_cache_static(request: web.Request, response: web.StreamResponse) -> None:
+    """Page modules import each other by path: revalidate them so an upgrade is seen."""
+    if request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
+
+
 def _offered_subprotocols(request: web.Request) -> list[str]:
     offered: list[str] = []
     for value in request.headers.getall("Sec-WebSocket-Protocol", []):
@@ -62,6 +68,7 @@ class WirehubServer:
         self.app.router.add_get("/ws", self.websocket)
         self.app.router.add_get("/", self.index)
         self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
+        self.app.on_response_prepare.append(_no_cache_static)
         self.app.on_startup.append(self._on_startup)
         self.app.on_shutdown.append(self._on_shutdown)
 
