@@ -31,3 +31,34 @@ class ServerConfig:
     compression: bool = True
     #: delay before unsubscribing the broker from a channel with no local subscriber
     unsubscribe_delay: float = 1.0
+
+    # -- security (docs/security.md) -------------------------------------------------
+    #: HS256 secret; with it (or a public key) every client must authenticate
+    jwt_secret: str | None = None
+    #: PEM file with the RS256/ES256 public key
+    jwt_public_key: str | None = None
+    #: accept ``?token=`` in the URL (tokens in URLs end up in logs: off by default)
+    allow_query_token: bool = False
+    #: seconds a client without a token may take to send its ``connect`` frame
+    connect_timeout: float = 10.0
+    #: seconds before expiry at which the server asks the client for a new token
+    refresh_ahead: float = 30.0
+    #: Origins allowed to open WebSockets; None: the server's own host only; "*": any
+    allowed_origins: tuple[str, ...] | None = None
+    #: TLS certificate chain and key: serve https and wss
+    certfile: str | None = None
+    keyfile: str | None = None
+    #: connections in total / from one IP address (HTTP 503 / 429 beyond)
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
+    #: per connection: messages and bytes per second (token buckets, burst = 2 s worth)
+    max_messages_per_second: float = 200.0
+    max_bytes_per_second: float = 2 * MiB
+    #: rate-limited messages in a row before the connection is closed with 1008
+    rate_limit_strikes: int = 20
+    #: channels one connection may subscribe to
+    max_subscriptions: int = 1_000
+    #: arrays/objects nested deeper than this in a JSON frame are refused
+    max_json_depth: int = 32
+    #: seconds to complete the HTTP upgrade request (slowloris); also HTTP keep-alive idle
+    handshake_timeout: float = 10.0

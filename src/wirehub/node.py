@@ -19,9 +19,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .app import App
+from .auth import Authenticator, AuthError, Identity, allowed
 from .brokers.base import Broker, Publication
-from .core.codes import ErrorCode
+from .core.codes import CloseCode, ErrorCode
 from .core.envelope import (
+    Connect,
+    Error,
     HistoryRequest,
     MessagePush,
     Ping,
@@ -29,6 +32,7 @@ from .core.envelope import (
     Presence,
     PresenceStats,
     Publish,
+    Refresh,
     Reply,
     Request,
     Send,
@@ -61,6 +65,8 @@ class Node:
         *,
         name: str | None = None,
         unsubscribe_delay: float = 1.0,
+        auth: Authenticator | None = None,
+        max_subscriptions: int = 1_000,
     ) -> None:
         self.app = app
         self.broker = broker
@@ -68,6 +74,8 @@ class Node:
         self.hub = Hub()
         self.started_at = time.time()
         self.unsubscribe_delay = unsubscribe_delay
+        self.auth = auth or Authenticator()
+        self.max_subscriptions = max_subscriptions
         # channel -> future resolved once the broker delivers it to this node
         self._broker_subs: dict[str, asyncio.Future[None]] = {}
         self._unsub_timers: dict[str, asyncio.TimerHandle] = {}
@@ -125,7 +133,11 @@ class Node:
 
         Raises :class:`RequestError` for an error the client caused.
         """
+        if conn.identity is None and self.auth.enabled and not isinstance(req, Connect | Ping):
+            raise RequestError(ErrorCode.UNAUTHORIZED,
+                               "authenticate first: send {\"op\": \"connect\", \"token\": ...}")
         if isinstance(req, Publish):
+            self._check(conn, "publish", req.channel)
             data = req.data
             hook = self.app.publish_hooks.get(namespace_of(req.channel))
             if hook is not None:
@@ -135,6 +147,10 @@ class Node:
             pub = await self.publish(req.channel, data, client=conn.client_id)
             return self._reply(req, {"offset": pub.offset})
         if isinstance(req, Subscribe):
+            self._check(conn, "subscribe", req.channel)
+            if req.channel not in conn.channels and len(conn.channels) >= self.max_subscriptions:
+                raise RequestError(ErrorCode.TOO_LARGE,
+                                   f"at most {self.max_subscriptions} subscriptions per connection")
             await self.subscribe(conn, req.channel, since=req.since, max_rate=req.max_rate,
                                  request_id=req.id)
             return None
@@ -146,7 +162,12 @@ class Node:
         if isinstance(req, Ping):
             return Pong(id=req.id)
         if isinstance(req, HistoryRequest):
+            self._check(conn, "history", req.channel)
             return self._reply(req, await self._history(req))
+        if isinstance(req, Connect | Refresh):
+            return self._authenticate(conn, req)
+        if isinstance(req, Presence | PresenceStats):
+            self._check(conn, "presence_read", req.channel)
         if isinstance(req, Presence):
             entries = await self._presence(req.channel)
             return self._reply(req, {"clients": list(entries.values())})
@@ -155,6 +176,42 @@ class Node:
             users = {e.get("user") or e["client"] for e in entries.values()}
             return self._reply(req, {"clients": len(entries), "users": len(users)})
         raise RequestError(ErrorCode.UNKNOWN_OP, f"op {type(req).__name__} is not handled")
+
+    def _check(self, conn: Connection, action: str, channel: str) -> None:
+        """Refuse with ``forbidden`` unless the namespace's rule lets ``conn`` do ``action``.
+
+        The same answer whether or not the channel exists or has messages.
+        """
+        rule = getattr(self.namespaces.for_channel(channel), action)
+        if not allowed(rule, channel, conn.identity):
+            verb = action.replace("_read", "").replace("_", " ")
+            raise RequestError(ErrorCode.FORBIDDEN, f"not allowed to {verb} on this channel")
+
+    def _authenticate(self, conn: Connection, req: Connect | Refresh) -> Reply | None:
+        """``connect`` (first authentication) and ``refresh`` (a new token, same user)."""
+        if not self.auth.enabled:
+            raise RequestError(ErrorCode.BAD_REQUEST, "this server does not use authentication")
+        if isinstance(req, Connect) and conn.identity is not None:
+            raise RequestError(ErrorCode.BAD_REQUEST, "already authenticated; use refresh")
+        if isinstance(req, Refresh) and conn.identity is None:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "authenticate with connect first")
+        try:
+            identity = self.auth.verify(req.token)
+            if conn.identity is not None and identity.user != conn.identity.user:
+                raise AuthError("a refreshed token must be for the same user")
+        except AuthError as exc:
+            log.info("client %s: authentication failed: %s", conn.client_id, exc)
+            conn.send(Error(id=req.id, code=ErrorCode.UNAUTHORIZED, message=str(exc)))
+            conn.close_soon(CloseCode.UNAUTHORIZED, "unauthorized", flush=True)
+            return None
+        self.identify(conn, identity)
+        return self._reply(req, {"user": identity.user, "expires": identity.expires_at})
+
+    @staticmethod
+    def identify(conn: Connection, identity: Identity) -> None:
+        conn.identity = identity
+        conn.user = identity.user
+        conn.refresh_asked = False
 
     @staticmethod
     def _reply(req: Request, result: Any) -> Reply | None:

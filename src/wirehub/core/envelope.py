@@ -14,7 +14,9 @@ import msgspec
 __all__ = [
     "CHANNEL_PATTERN",
     "PROTOCOL",
+    "AuthWelcome",
     "Channel",
+    "Connect",
     "Error",
     "HistoryRequest",
     "MessagePush",
@@ -23,6 +25,8 @@ __all__ = [
     "Presence",
     "PresenceStats",
     "Publish",
+    "Refresh",
+    "RefreshRequest",
     "Reply",
     "Request",
     "RequestId",
@@ -89,6 +93,18 @@ class Ping(_Request, tag="ping", frozen=True):
     pass
 
 
+class Connect(_Request, tag="connect", frozen=True):
+    """First frame of a browser client on a server with authentication."""
+
+    token: Annotated[str, msgspec.Meta(max_length=8192)]
+
+
+class Refresh(_Request, tag="refresh", frozen=True):
+    """A new token for the same user, before the current one expires."""
+
+    token: Annotated[str, msgspec.Meta(max_length=8192)]
+
+
 class HistoryRequest(_Request, tag="history", frozen=True):
     channel: Channel
     limit: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
@@ -105,12 +121,13 @@ class PresenceStats(_Request, tag="presence_stats", frozen=True):
 
 Request = (
     Subscribe | Unsubscribe | Publish | Send | Ping | HistoryRequest | Presence | PresenceStats
+    | Connect | Refresh
 )
 
 #: every op a client may send; anything else is ``unknown_op``.
 CLIENT_OPS = frozenset(
     {"subscribe", "unsubscribe", "publish", "send", "ping", "history", "presence",
-     "presence_stats"}
+     "presence_stats", "connect", "refresh"}
 )
 
 
@@ -125,6 +142,23 @@ class Welcome(_Push, tag="welcome"):
     node: str
     protocol: str = PROTOCOL
     ping_interval: float = 20
+
+
+class AuthWelcome(Welcome, tag="welcome"):
+    """The welcome of a server with authentication.
+
+    ``auth`` is "authenticated" (the handshake carried a valid token, ``user``
+    is its ``sub``) or "required" (send a ``connect`` frame with a token).
+    """
+
+    auth: str = "required"
+    user: str | None = None
+
+
+class RefreshRequest(_Push, tag="refresh"):
+    """Server -> client: the token expires in ``expires_in`` seconds; send a new one."""
+
+    expires_in: float
 
 
 class Reply(_Push, tag="reply"):

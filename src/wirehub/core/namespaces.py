@@ -12,7 +12,23 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["DEFAULT_OPTIONS", "NamespaceOptions", "Namespaces", "SlowConsumerPolicy"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "NamespaceOptions",
+    "Namespaces",
+    "Permission",
+    "SlowConsumerPolicy",
+]
+
+
+class Permission(enum.StrEnum):
+    """Who may do an action on a namespace's channels."""
+
+    ANYONE = "anyone"  #: every client, authenticated or not
+    AUTHENTICATED = "authenticated"  #: clients with a valid token
+    OWNER = "owner"  #: only the user named in the channel: ``user:<sub>`` or ``user:<sub>:...``
+    GRANTED = "granted"  #: only clients whose token's ``channels`` claim matches
+    SERVER = "server"  #: no client; server code only
 
 
 class SlowConsumerPolicy(enum.StrEnum):
@@ -35,6 +51,11 @@ class NamespaceOptions:
     snapshot: bool = False
     #: what to do when a subscriber's outbound queue is full
     slow_consumer: SlowConsumerPolicy = SlowConsumerPolicy.DISCONNECT
+    #: who may subscribe, publish, read history, read presence (wirehub.auth.Permission)
+    subscribe: str = "anyone"
+    publish: str = "anyone"
+    history: str = "anyone"
+    presence_read: str = "anyone"
 
     def __post_init__(self) -> None:
         from ..exceptions import ConfigError
@@ -48,6 +69,13 @@ class NamespaceOptions:
         except ValueError:
             allowed = ", ".join(p.value for p in SlowConsumerPolicy)
             raise ConfigError("slow_consumer", self.slow_consumer, f"one of {allowed}") from None
+        for action in ("subscribe", "publish", "history", "presence_read"):
+            value = getattr(self, action)
+            try:
+                object.__setattr__(self, action, Permission(value))
+            except ValueError:
+                allowed = ", ".join(p.value for p in Permission)
+                raise ConfigError(action, value, f"one of {allowed}") from None
 
 
 DEFAULT_OPTIONS = NamespaceOptions()

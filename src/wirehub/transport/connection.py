@@ -18,10 +18,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ..auth import Identity
 from ..core.codec import Codec
 from ..core.codes import CloseCode
 from ..core.namespaces import SlowConsumerPolicy
 from ..core.state import ConnectionState, StateEvent, StateMachine
+from ..limits import TokenBucket
 from .flow import Flow
 
 __all__ = ["Connection"]
@@ -38,11 +40,13 @@ class Connection:
         "_backlog",
         "_closing_task",
         "_flows",
+        "_flush_waiter",
         "_queue",
         "_queued_bytes",
         "_waiter",
         "_writer_task",
         "_ws",
+        "byte_bucket",
         "channels",
         "client_id",
         "close_code",
@@ -51,12 +55,16 @@ class Connection:
         "conflated",
         "connected_at",
         "dropped",
+        "identity",
         "info",
         "max_queue",
+        "message_bucket",
         "ping_sent_at",
+        "refresh_asked",
         "remote",
         "request",
         "state",
+        "strikes",
         "user",
         "user_agent",
     )
@@ -78,6 +86,14 @@ class Connection:
         self.user_agent = request.headers.get("User-Agent", "")
         self.connected_at = time.time()
         self.user: str | None = None
+        #: the verified token's identity (None: anonymous or not authenticated yet)
+        self.identity: Identity | None = None
+        self.refresh_asked = False
+        #: rate limits (set by the server) and rate-limited messages in a row
+        self.message_bucket: TokenBucket | None = None
+        self.byte_bucket: TokenBucket | None = None
+        self.strikes = 0
+        self._flush_waiter: asyncio.Future[None] | None = None
         #: what the app says about this client; shown in presence entries
         self.info: dict[str, Any] = {}
         #: channels this client is subscribed to (kept by the node)
@@ -247,6 +263,8 @@ class Connection:
                     for channel, (payload, binary) in backlog.items():
                         self._enqueue(payload, binary, channel)
                     continue
+                if self._flush_waiter is not None and not self._flush_waiter.done():
+                    self._flush_waiter.set_result(None)
                 self._waiter = loop.create_future()
                 await self._waiter
                 self._waiter = None
@@ -258,16 +276,24 @@ class Connection:
             pass
 
     # -- closing -----------------------------------------------------------------------
-    def close_soon(self, code: int, reason: str = "") -> None:
-        """Start closing without waiting (safe to call from a delivery path)."""
+    def close_soon(self, code: int, reason: str = "", *, flush: bool = False) -> None:
+        """Start closing without waiting (safe to call from a delivery path).
+
+        With ``flush``, what is already queued (say, the error that explains the
+        close) is sent first.
+        """
         if self._closing_task is None and self.state.state is not ConnectionState.CLOSED:
-            self._closing_task = asyncio.ensure_future(self.close(code, reason))
+            self._closing_task = asyncio.ensure_future(self.close(code, reason, flush=flush))
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "", *,
-                    timeout: float = 2.0) -> None:
+                    timeout: float = 2.0, flush: bool = False) -> None:
         """Close with ``code``; abort the TCP connection if the peer does not answer."""
         if self.state.state is ConnectionState.CLOSED:
             return
+        if flush and self._queue and self.open:
+            self._flush_waiter = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flush_waiter), timeout)
         if self.close_code is None:
             self.close_code = int(code)
         self.stop_sending()

@@ -9,29 +9,53 @@ it directly::
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aiohttp import web
 
 from ..app import App
+from ..auth import Authenticator
 from ..brokers import create_broker
 from ..config import ServerConfig
+from ..exceptions import ConfigError
 from ..node import Node
 from .server import WirehubServer
 
 __all__ = ["ServerRunner"]
 
 
+def _ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """A server TLS context from ``certfile``/``keyfile``, or None for plain TCP."""
+    if not config.certfile:
+        if config.keyfile:
+            raise ConfigError("certfile", None, "a PEM certificate file to go with keyfile")
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(config.certfile, config.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("certfile", config.certfile, f"a readable PEM certificate ({exc})"
+                          ) from exc
+    return ctx
+
+
 class ServerRunner:
     """One node with its aiohttp site; ``port`` is known after :meth:`start`."""
 
     def __init__(self, app: App, config: ServerConfig | None = None) -> None:
-        self.config = config or ServerConfig()
-        self.node = Node(app, create_broker(self.config.broker), name=self.config.node_name,
-                         unsubscribe_delay=self.config.unsubscribe_delay)
-        self.server = WirehubServer(self.node, self.config)
+        self.config = config = config or ServerConfig()
+        auth = Authenticator.from_settings(config.jwt_secret, config.jwt_public_key)
+        self.node = Node(app, create_broker(config.broker), name=config.node_name,
+                         unsubscribe_delay=config.unsubscribe_delay, auth=auth,
+                         max_subscriptions=config.max_subscriptions)
+        self.server = WirehubServer(self.node, config)
+        self.ssl_context = _ssl_context(config)
+        # aiohttp's keep-alive timer runs from the moment a connection is made, so it
+        # also bounds how long a client may take to send its upgrade request.
         self._runner = web.AppRunner(self.server.app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0,
+                                     keepalive_timeout=config.handshake_timeout)
         self._site: web.TCPSite | None = None
         self.host = self.config.host
         self.port = 0
@@ -39,16 +63,17 @@ class ServerRunner:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1)
+        return "ws" + self.url.removeprefix("http")
 
     async def start(self) -> ServerRunner:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                                 reuse_address=True)
+                                 reuse_address=True, ssl_context=self.ssl_context)
         await self._site.start()
         self.host, self.port = self._runner.addresses[0][:2]
         return self

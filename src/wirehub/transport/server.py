@@ -18,9 +18,11 @@ from aiohttp import WSMsgType, web
 
 from ..core.codec import CODECS, JSON
 from ..core.codes import CloseCode, ErrorCode
-from ..core.envelope import Error, Welcome
+from ..core.envelope import PROTOCOL, AuthWelcome, Error, RefreshRequest, Welcome
 from ..exceptions import RequestError
+from ..limits import TokenBucket, json_depth_exceeds
 from ..node import Node
+from .admission import Admission, Refused
 from .connection import Connection
 
 __all__ = ["WirehubServer", "valid_close_code"]
@@ -61,6 +63,7 @@ class WirehubServer:
         self._echo_sockets: set[web.WebSocketResponse] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.accepting = True
+        self.admission = Admission(config, node.auth)
         self.app = web.Application()
         self.app[NODE_KEY] = self
         self.app.router.add_get("/healthz", self.healthz)
@@ -75,7 +78,7 @@ class WirehubServer:
     # -- lifecycle ----------------------------------------------------------------------
     async def _on_startup(self, _app: web.Application) -> None:
         await self.node.start()
-        if self.config.ping_interval > 0:
+        if self.config.ping_interval > 0 or self.node.auth.enabled:
             self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
 
     async def _on_shutdown(self, _app: web.Application) -> None:
@@ -127,6 +130,10 @@ class WirehubServer:
         refused = self._refuse_if_draining()
         if refused is not None:
             return refused
+        try:  # Origin and connection limits; /echo takes no token
+            self.admission.check(request, token=False)
+        except Refused as exc:
+            return exc.response
         ws = web.WebSocketResponse(
             autoclose=False,
             max_msg_size=self.config.echo_max_message_size,
@@ -135,6 +142,7 @@ class WirehubServer:
         )
         await ws.prepare(request)
         self._echo_sockets.add(ws)
+        self.admission.admitted(request)
         try:
             while True:
                 msg = await ws.receive()
@@ -151,6 +159,7 @@ class WirehubServer:
             pass
         finally:
             self._echo_sockets.discard(ws)
+            self.admission.released(request)
         return ws
 
     @staticmethod
@@ -178,6 +187,10 @@ class WirehubServer:
                 text=f"unsupported subprotocol {', '.join(offered)}; "
                 f"supported: {', '.join(CODECS)}\n",
             )
+        try:
+            identity = self.admission.check(request)
+        except Refused as exc:
+            return exc.response
         ws = web.WebSocketResponse(
             protocols=list(CODECS),
             autoclose=False,
@@ -188,36 +201,81 @@ class WirehubServer:
         )
         await ws.prepare(request)
         codec = CODECS.get(ws.ws_protocol or "", JSON)
-        node = self.node
-        conn = Connection(ws, request, codec, node.new_client_id(), max_queue=self.config.max_queue)
+        node, config = self.node, self.config
+        conn = Connection(ws, request, codec, node.new_client_id(), max_queue=config.max_queue)
+        now = time.monotonic()
+        conn.message_bucket = TokenBucket(config.max_messages_per_second,
+                                          2 * config.max_messages_per_second, now)
+        conn.byte_bucket = TokenBucket(config.max_bytes_per_second,
+                                       2 * config.max_bytes_per_second, now)
+        if identity is not None:
+            node.identify(conn, identity)
         self.connections.add(conn)
+        self.admission.admitted(request)
         node.add_connection(conn)
         conn.start()
-        interval = self.config.ping_interval
-        conn.send(Welcome(client=conn.client_id, node=node.name,
-                          ping_interval=int(interval) if interval == int(interval) else interval))
-        log.info("client %s: connected from %s (%s)", conn.client_id, conn.remote, codec.name)
+        conn.send(self._welcome(conn))
+        log.info("client %s: connected from %s (%s)%s", conn.client_id, conn.remote, codec.name,
+                 f" as {conn.user}" if conn.user else "")
         try:
             await node.connected(conn)
             await self._read_loop(ws, conn)
         finally:
             self.connections.discard(conn)
+            self.admission.released(request)
             conn.closed()
             await node.remove_connection(conn)
             log.info("client %s: disconnected (code %s)", conn.client_id,
                      conn.close_code if conn.close_code is not None else ws.close_code)
         return ws
 
+    def _welcome(self, conn: Connection) -> Welcome:
+        interval = self.config.ping_interval
+        fields: dict[str, Any] = {
+            "client": conn.client_id, "node": self.node.name, "protocol": PROTOCOL,
+            "ping_interval": int(interval) if interval == int(interval) else interval,
+        }
+        if not self.node.auth.enabled:
+            return Welcome(**fields)
+        if conn.identity is None:
+            return AuthWelcome(**fields, auth="required")
+        return AuthWelcome(**fields, auth="authenticated", user=conn.user)
+
+    def _over_limits(self, conn: Connection, data: bytes | str) -> RequestError | None:
+        """Token buckets and JSON depth; the error to answer with, if any."""
+        now = time.monotonic()
+        size = len(data)
+        assert conn.message_bucket is not None and conn.byte_bucket is not None
+        if not (conn.message_bucket.take(now) and conn.byte_bucket.take(now, size)):
+            conn.strikes += 1
+            return RequestError(ErrorCode.RATE_LIMITED,
+                                f"over {self.config.max_messages_per_second:g} messages or "
+                                f"{self.config.max_bytes_per_second:g} bytes per second; "
+                                "this message was dropped")
+        conn.strikes = 0
+        if not conn.codec.binary and json_depth_exceeds(data, self.config.max_json_depth):
+            return RequestError(ErrorCode.BAD_REQUEST,
+                                f"JSON nested deeper than {self.config.max_json_depth} levels")
+        return None
+
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
         node, codec = self.node, conn.codec
+        strikes_allowed = self.config.rate_limit_strikes
         while True:
             msg = await ws.receive()
             mtype = msg.type
             if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
                 conn.ping_sent_at = None  # any traffic proves the peer alive
+                refused = self._over_limits(conn, msg.data)
                 req = codec.decode(msg.data, binary=mtype is WSMsgType.BINARY)
-                if isinstance(req, RequestError):
-                    conn.send(Error(id=req.request_id, code=req.code, message=req.message))
+                if refused is not None or isinstance(req, RequestError):
+                    err = refused or req
+                    assert isinstance(err, RequestError)
+                    rid = req.request_id if isinstance(req, RequestError) else req.id
+                    conn.send(Error(id=rid, code=err.code, message=err.message))
+                    if conn.strikes > strikes_allowed:
+                        log.warning("client %s: kept flooding, closing with 1008", conn.client_id)
+                        conn.close_soon(CloseCode.POLICY_VIOLATION, "rate limit", flush=True)
                     continue
                 await self._dispatch(node, conn, req)
             elif mtype is WSMsgType.PING:
@@ -255,17 +313,41 @@ class WirehubServer:
                                 message="the handler returned a value that cannot be encoded"))
 
     # -- heartbeat ------------------------------------------------------------------
+    def _check_tokens(self, now: float) -> None:
+        """Close clients that never authenticated or whose token ran out; ask for refreshes."""
+        config = self.config
+        for conn in list(self.connections):
+            identity = conn.identity
+            if identity is None:
+                if now - conn.connected_at >= config.connect_timeout and conn.open:
+                    conn.send(Error(code=ErrorCode.UNAUTHORIZED,
+                                    message="no connect frame within "
+                                    f"{config.connect_timeout:g} s"))
+                    conn.close_soon(CloseCode.UNAUTHORIZED, "authentication timeout", flush=True)
+                continue
+            left = identity.expires_at - now
+            if left <= 0:
+                conn.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
+            elif left <= config.refresh_ahead and not conn.refresh_asked:
+                conn.refresh_asked = True
+                conn.send(RefreshRequest(expires_in=round(left, 3)))
+
     async def _heartbeat(self) -> None:
         """Ping every client each interval; close those silent past the timeout."""
         interval, timeout = self.config.ping_interval, self.config.ping_timeout
-        tick = max(0.05, min(interval, timeout) / 4)
+        tick = max(0.05, min(1.0, interval / 4, timeout / 4))
         last_round = time.monotonic()
+        auth = self.node.auth.enabled
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
             ping_round = now - last_round >= interval
             if ping_round:
                 last_round = now
+            if auth:
+                self._check_tokens(time.time())
+            if interval <= 0:
+                continue
             for conn in list(self.connections):
                 sent = conn.ping_sent_at
                 if sent is not None:

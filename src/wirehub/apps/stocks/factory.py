@@ -80,7 +80,8 @@ def stocks_app(
         else:
             source = Simulator(rate=rate, seed=seed, symbols=symbols)
     app = StocksApp(StockFeed(source, rate=rate))
-    app.namespace(NAMESPACE, history_size=1, snapshot=True, slow_consumer="conflate")
+    app.namespace(NAMESPACE, history_size=1, snapshot=True, slow_consumer="conflate",
+                  publish="server")
 
     @app.on_publish(NAMESPACE)
     async def refuse_client_publish(conn: Any, channel: str, data: Any) -> Any:
