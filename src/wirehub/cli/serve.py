@@ -14,6 +14,7 @@ from typing import Any
 
 from ..app import App
 from ..config import ServerConfig
+from ..exceptions import ConfigError
 
 __all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
 
@@ -62,6 +63,38 @@ def add_parser(sub: Any) -> None:
                    "(default: %(default)s)")
     p.add_argument("--no-compression", dest="compression", action="store_false",
                    help="refuse permessage-deflate")
+    sec = p.add_argument_group("security (docs/security.md)")
+    sec.add_argument("--jwt-secret", default=os.environ.get("WIREHUB_JWT_SECRET"),
+                     help="HS256 secret: clients must authenticate (env WIREHUB_JWT_SECRET)")
+    sec.add_argument("--jwt-public-key", default=os.environ.get("WIREHUB_JWT_PUBLIC_KEY"),
+                     metavar="FILE", help="PEM public key for RS256/ES256 tokens "
+                     "(env WIREHUB_JWT_PUBLIC_KEY)")
+    sec.add_argument("--allow-query-token", action="store_true",
+                     help="also accept ?token= in the URL (tokens in URLs reach logs)")
+    sec.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
+                     help="seconds a client without a token has to send its connect frame "
+                     "(default: %(default)s)")
+    sec.add_argument("--allowed-origins", default=None, metavar="LIST",
+                     help="comma-separated Origins allowed to connect, or '*' "
+                     "(default: the server's own host)")
+    sec.add_argument("--certfile", default=None,
+                     help="TLS certificate chain (PEM): serve https/wss")
+    sec.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    sec.add_argument("--max-connections", type=int, default=d.max_connections,
+                     help="connections in total; beyond: HTTP 503 (default: %(default)s)")
+    sec.add_argument("--max-connections-per-ip", type=int, default=d.max_connections_per_ip,
+                     help="connections from one address; beyond: HTTP 429 (default: %(default)s)")
+    sec.add_argument("--max-messages-per-second", type=float, default=d.max_messages_per_second,
+                     help="per connection; beyond: rate_limited, then 1008 "
+                     "(default: %(default)s)")
+    sec.add_argument("--max-bytes-per-second", type=_size, default=d.max_bytes_per_second,
+                     help="per connection (default: 2MiB)")
+    sec.add_argument("--max-subscriptions", type=int, default=d.max_subscriptions,
+                     help="channels per connection (default: %(default)s)")
+    sec.add_argument("--max-json-depth", type=int, default=d.max_json_depth,
+                     help="nesting depth of JSON frames (default: %(default)s)")
+    sec.add_argument("--handshake-timeout", type=float, default=d.handshake_timeout,
+                     help="seconds to send the upgrade request (default: %(default)s)")
     g = p.add_argument_group("built-in stock feed (default app)")
     g.add_argument("--stocks-rate", type=float, default=1000.0,
                    help="ticks per second across all symbols (default: %(default)s)")
@@ -118,6 +151,21 @@ def run(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         compression=args.compression,
+        jwt_secret=args.jwt_secret or None,
+        jwt_public_key=args.jwt_public_key or None,
+        allow_query_token=args.allow_query_token,
+        connect_timeout=args.connect_timeout,
+        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip())
+        if args.allowed_origins else None,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_messages_per_second=args.max_messages_per_second,
+        max_bytes_per_second=args.max_bytes_per_second,
+        max_subscriptions=args.max_subscriptions,
+        max_json_depth=args.max_json_depth,
+        handshake_timeout=args.handshake_timeout,
     )
     if args.app == DEFAULT_APP:
         from ..apps import default_app
@@ -143,7 +191,11 @@ async def serve(app: App, config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then close every client with 1001 and return 0."""
     from ..transport.runner import ServerRunner
 
-    runner = await ServerRunner(app, config).start()
+    try:
+        runner = await ServerRunner(app, config).start()
+    except ConfigError as exc:
+        print(f"wirehub: {exc}", file=sys.stderr)
+        return 2
     print(f"wirehub listening on {runner.url} (node {runner.node.name}, "
           f"broker {config.broker}, app {app.name})", flush=True)
     print(f"  {runner.ws_url}/ws  protocol v1   {runner.ws_url}/echo  echo", flush=True)
@@ -151,6 +203,9 @@ async def serve(app: App, config: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not runner.node.auth.enabled:
+        log.warning("no authentication configured: every client is anonymous "
+                    "(set --jwt-secret or --jwt-public-key to require tokens)")
     await stop.wait()
     log.info("shutting down: closing %d connections with 1001", len(runner.server.connections))
     await runner.stop()
