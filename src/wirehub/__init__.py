@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .app import App
+from .client import Client, Subscription, connect
 from .core.codes import CloseCode, ErrorCode, is_retryable
 from .core.state import ConnectionState
 from .exceptions import (
@@ -29,6 +30,7 @@ def run(app: App, *, host: str = "127.0.0.1", port: int = 8765, **settings: obje
 __all__ = [
     "App",
     "BrokerError",
+    "Client",
     "CloseCode",
     "ConfigError",
     "ConnectionClosed",
@@ -38,8 +40,10 @@ __all__ = [
     "InvalidStateTransition",
     "RequestError",
     "RequestTimeout",
+    "Subscription",
     "WirehubError",
     "__version__",
+    "connect",
     "is_retryable",
     "run",
 ]

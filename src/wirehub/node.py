@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .app import App
 from .auth import Authenticator, AuthError, Identity, allowed
 from .brokers.base import Broker, Publication
+from .core.codec import carry_check
 from .core.codes import CloseCode, ErrorCode
 from .core.envelope import (
     Connect,
@@ -139,6 +140,9 @@ class Node:
         if isinstance(req, Publish):
             self._check(conn, "publish", req.channel)
             data = req.data
+            problem = carry_check(data, conn.codec)
+            if problem is not None:
+                raise problem
             hook = self.app.publish_hooks.get(namespace_of(req.channel))
             if hook is not None:
                 data = hook(conn, req.channel, data)

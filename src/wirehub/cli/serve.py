@@ -191,6 +191,10 @@ async def serve(app: App, config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then close every client with 1001 and return 0."""
     from ..transport.runner import ServerRunner
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anyone can know we listen
+        loop.add_signal_handler(sig, stop.set)
     try:
         runner = await ServerRunner(app, config).start()
     except ConfigError as exc:
@@ -199,10 +203,6 @@ async def serve(app: App, config: ServerConfig) -> int:
     print(f"wirehub listening on {runner.url} (node {runner.node.name}, "
           f"broker {config.broker}, app {app.name})", flush=True)
     print(f"  {runner.ws_url}/ws  protocol v1   {runner.ws_url}/echo  echo", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if not runner.node.auth.enabled:
         log.warning("no authentication configured: every client is anonymous "
                     "(set --jwt-secret or --jwt-public-key to require tokens)")

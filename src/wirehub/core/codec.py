@@ -16,7 +16,7 @@ from ..exceptions import RequestError
 from .codes import ErrorCode
 from .envelope import CLIENT_OPS, Request
 
-__all__ = ["CODECS", "JSON", "MSGPACK", "Codec", "codec_for"]
+__all__ = ["CODECS", "JSON", "MSGPACK", "Codec", "carry_check", "codec_for"]
 
 
 
@@ -65,14 +65,15 @@ class Codec:
             return RequestError(ErrorCode.BAD_REQUEST, f"{self.name} expects binary frames")
         try:
             return self._decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError,
+                RecursionError) as exc:
             return self._explain(payload, exc)
 
     def _explain(self, payload: bytes | str, exc: Exception) -> RequestError:
         """Work out which error code fits a frame that failed to decode."""
         try:
             value = self._decode_any(payload)
-        except (msgspec.DecodeError, RecursionError) as inner:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as inner:
             kind = "MessagePack" if self.binary else "JSON"
             return RequestError(ErrorCode.BAD_REQUEST, f"malformed {kind}: {inner}")
         if not isinstance(value, dict):
@@ -93,7 +94,28 @@ class Codec:
                 f"unknown op {shown!r}; known ops: {', '.join(sorted(CLIENT_OPS))}",
                 request_id=rid,
             )
+        if isinstance(exc, RecursionError):
+            return RequestError(ErrorCode.BAD_REQUEST, "nested too deeply", request_id=rid)
         return RequestError(ErrorCode.BAD_REQUEST, str(exc), request_id=rid)
+
+
+def carry_check(data: Any, source: Codec) -> RequestError | None:
+    """Whether ``data`` decoded by ``source`` can be encoded by every other codec.
+
+    A JSON integer past 64 bits has no MessagePack form; a MessagePack extension
+    type or a map with array keys has no JSON form. Refusing such a publish up
+    front keeps one subscriber's codec from failing a broadcast half-way.
+    """
+    for codec in CODECS.values():
+        if codec is not source:
+            try:
+                codec.encode(data)
+            except (TypeError, ValueError, OverflowError) as exc:
+                return RequestError(
+                    ErrorCode.BAD_REQUEST,
+                    f"data cannot be carried to {codec.name} subscribers: {exc}",
+                )
+    return None
 
 
 JSON = Codec("wirehub.v1.json", binary=False)

@@ -7,10 +7,13 @@ A broadcast encodes the push once per codec in use, never once per subscriber.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .codec import Codec
+
+log = logging.getLogger("wirehub.hub")
 
 __all__ = ["Hub", "Subscriber"]
 
@@ -122,6 +125,14 @@ class Hub:
             codec = sub.codec
             payload = encoded.get(codec)
             if payload is None:
-                payload = encoded[codec] = codec.encode(push)
+                try:
+                    payload = encoded[codec] = codec.encode(push)
+                except (TypeError, ValueError, OverflowError):
+                    # server code published what this codec cannot carry: our bug
+                    log.exception("cannot encode a push on %s for %s", channel, codec.name)
+                    encoded[codec] = b""
+                    continue
+            elif not payload:
+                continue
             sub.deliver(payload, codec.binary, channel)
         return len(subs)

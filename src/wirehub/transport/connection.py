@@ -307,6 +307,16 @@ class Connection:
         except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
 
+    async def finish_sending(self, timeout: float) -> None:
+        """The peer started the close: send what is queued (RFC 6455 §5.5.1), then stop."""
+        if self.state.can(StateEvent.CLOSE_STARTED):
+            self.state.fire(StateEvent.CLOSE_STARTED)  # deliver() takes nothing more
+        if self._queue and self._writer_task is not None and not self._writer_task.done():
+            self._flush_waiter = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flush_waiter), timeout)
+        self.stop_sending()
+
     def stop_sending(self) -> None:
         """Enter CLOSING: drop what is queued and stop the writer.
 

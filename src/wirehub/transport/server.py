@@ -195,7 +195,9 @@ class WirehubServer:
             protocols=list(CODECS),
             autoclose=False,
             autoping=False,
-            max_msg_size=self.config.max_message_size,
+            # aiohttp refuses an uncompressed frame of exactly max_msg_size bytes but
+            # a deflated one only past it: give it one more byte, check exactly below.
+            max_msg_size=self.config.max_message_size + 1,
             compress=self.config.compression,
             timeout=2.0,
         )
@@ -261,11 +263,15 @@ class WirehubServer:
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
         node, codec = self.node, conn.codec
         strikes_allowed = self.config.rate_limit_strikes
+        max_size = self.config.max_message_size
         while True:
             msg = await ws.receive()
             mtype = msg.type
             if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
                 conn.ping_sent_at = None  # any traffic proves the peer alive
+                if len(msg.data) > max_size:  # RFC 6455 §7.4.1
+                    await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    return
                 refused = self._over_limits(conn, msg.data)
                 req = codec.decode(msg.data, binary=mtype is WSMsgType.BINARY)
                 if refused is not None or isinstance(req, RequestError):
@@ -284,7 +290,7 @@ class WirehubServer:
                 conn.ping_sent_at = None
             elif mtype is WSMsgType.CLOSE:
                 conn.close_code = msg.data or CloseCode.NO_STATUS
-                conn.stop_sending()
+                await conn.finish_sending(timeout=1.0)  # replies already queued still go
                 await self._answer_close(ws, msg.data)
                 return
             else:  # CLOSING, CLOSED or ERROR (aiohttp closed with 1002/1007/1009)
