@@ -100,6 +100,7 @@ class Client(Reconnecting):
         close_timeout: float = 5.0,
         max_size: int | None = 2**20,
         on_state_change: StateCallback | None = None,
+        on_recovery_failed: Callable[[str], Any] | None = None,
         **ws_options: Any,
     ) -> None:
         self.url = normalize_url(url)
@@ -117,6 +118,9 @@ class Client(Reconnecting):
             "close_timeout": close_timeout, "max_size": max_size, **ws_options,
         }
         self._on_state_change = on_state_change
+        #: called with a channel whose missed messages could not be recovered after a
+        #: reconnect (history window exceeded or a new epoch): resync it yourself
+        self.on_recovery_failed = on_recovery_failed
         self._sm = StateMachine(ConnectionState.CONNECTING)
         self._sm.add_listener(self._state_changed)
         self._delays = backoff(backoff_base, backoff_cap)

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..core.envelope import Subscribe
+from ..core.envelope import Since, Subscribe
 from ..core.state import ConnectionState, StateEvent, StateMachine
 from ..exceptions import ConnectionClosed, RequestError, RequestTimeout, WirehubError
 from .subscription import SubscriptionSet
@@ -45,6 +45,7 @@ class Reconnecting:
     _closing: bool
     _delays: Generator[float, bool | None, None]
     _delays_started: bool
+    on_recovery_failed: Callable[[str], Any] | None
 
     if TYPE_CHECKING:  # provided by Client
         async def _open_session(self) -> Session: ...
@@ -126,12 +127,35 @@ class Reconnecting:
             raise
 
     async def _resubscribe(self, session: Session) -> None:
+        """Subscribe every channel again from the last position seen (recovery).
+
+        The server replays what was published meanwhile, in order, before any
+        newer message; ``recovered: false`` means it could not, and
+        ``on_recovery_failed(channel)`` tells the application to resync.
+        """
         channels = self._subs.channels()
-        # Later, with recovery: Subscribe(..., since=sub.since()) from the last position.
+        positions = {ch: self._subs.since(ch) for ch in channels}
+
+        def request(rid: int, ch: str) -> Subscribe:
+            pos = positions[ch]
+            since = None if pos is None else Since(offset=pos["offset"], epoch=pos["epoch"])
+            return Subscribe(id=rid, channel=ch, since=since)
+
+        def answered(result: Any, ch: str) -> None:
+            self._subs.positioned(ch, result)
+            if positions[ch] is not None and isinstance(result, dict) \
+                    and result.get("recovered") is False:
+                log.warning("could not recover the messages missed on %s", ch)
+                self._subs.recovery_failed(ch)
+                if self.on_recovery_failed is not None:
+                    try:
+                        self.on_recovery_failed(ch)
+                    except Exception:
+                        log.exception("on_recovery_failed callback failed")
+
         results = await asyncio.gather(
-            *(self._call("subscribe", lambda rid, ch=ch: Subscribe(id=rid, channel=ch),
-                         session=session,
-                         on_result=lambda result, ch=ch: self._subs.positioned(ch, result))
+            *(self._call("subscribe", lambda rid, ch=ch: request(rid, ch), session=session,
+                         on_result=lambda result, ch=ch: answered(result, ch))
               for ch in channels),
             return_exceptions=True,
         )

@@ -81,6 +81,11 @@ class Subscription:
         self.channel = channel
         self.offset: int | None = None
         self.epoch: str | None = None
+        #: after a reconnect: True if every missed message was replayed, False if the
+        #: server could not (a gap: resync), None before any reconnect
+        self.recovered: bool | None = None
+        #: how many reconnects could not recover this channel's missed messages
+        self.gaps = 0
         self._queue: asyncio.Queue[Message | _End] = asyncio.Queue()
         self._ended: _End | None = None
 
@@ -141,7 +146,16 @@ class Subscription:
 
     # -- fed by the client --------------------------------------------------------------
     def _positioned(self, result: Mapping[str, Any]) -> None:
-        """Take the position from a subscribe reply ``{channel, epoch, offset}``."""
+        """Take the position from a subscribe reply ``{channel, epoch, offset}``.
+
+        After a successful recovery the position stays where it was: the
+        replayed messages that follow the reply move it forward one by one.
+        """
+        recovered = result.get("recovered")
+        if isinstance(recovered, bool):
+            self.recovered = recovered
+            if recovered:
+                return
         offset, epoch = result.get("offset"), result.get("epoch")
         if isinstance(offset, int):
             self.offset = offset
@@ -198,6 +212,16 @@ class SubscriptionSet:
         """Apply a subscribe reply to every subscription of ``channel``."""
         for sub in self._by_channel.get(channel, []):
             sub._positioned(result if isinstance(result, Mapping) else {})
+
+    def since(self, channel: str) -> dict[str, Any] | None:
+        """The last position seen on ``channel`` (its subscriptions share it)."""
+        for sub in self._by_channel.get(channel, []):
+            return sub.since()
+        return None
+
+    def recovery_failed(self, channel: str) -> None:
+        for sub in self._by_channel.get(channel, []):
+            sub.gaps += 1
 
     def end_channel(self, channel: str, exc: BaseException | None) -> None:
         for sub in self._by_channel.pop(channel, []):

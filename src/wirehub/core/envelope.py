@@ -56,7 +56,7 @@ def namespace_of(channel: str) -> str:
     return head if sep else ""
 
 
-class _Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
+class _Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True, omit_defaults=True):
     id: RequestId | None = None
 
 
