@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .app import App
 from .auth import Authenticator, AuthError, Identity, allowed
 from .brokers.base import Broker, Publication
+from .continuity import Continuity
 from .core.codec import carry_check
 from .core.codes import CloseCode, ErrorCode
 from .core.envelope import (
@@ -83,6 +84,9 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.namespaces = app.namespaces
         broker.set_handler(self)
+        self.continuity = Continuity(broker, self._deliver_publication, self.resync)
+        if hasattr(broker, "on_reconnected"):
+            broker.on_reconnected = self.continuity.broker_reconnected
         app.bind(self)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -94,6 +98,7 @@ class Node:
         await self.app.run_hooks(self.app.shutdown_hooks, self.app)
         for timer in self._unsub_timers.values():
             timer.cancel()
+        self.continuity.close()
         for task in list(self._tasks):
             task.cancel()
         await self.broker.close()
@@ -384,7 +389,16 @@ class Node:
 
     # -- BrokerHandler -------------------------------------------------------------------
     def on_publication(self, pub: Publication) -> None:
+        self.continuity.accept(pub)
+
+    def _deliver_publication(self, pub: Publication) -> None:
         self.hub.broadcast(pub.channel, self._push(pub))
+
+    def resync(self, channel: str) -> None:
+        """This node may have missed messages of ``channel``: its subscribers reconnect
+        (close 4003, retryable) and recover with ``since``, learning of any gap."""
+        for sub in self.hub.subscribers(channel):
+            sub.close_soon(CloseCode.INSUFFICIENT_STATE, "resync")  # type: ignore[attr-defined]
 
     def on_event(self, channel: str, event: dict[str, Any]) -> None:
         self.hub.broadcast(channel, event)
@@ -427,6 +441,7 @@ class Node:
         task.add_done_callback(self._tasks.discard)
 
     async def _broker_unsubscribe(self, channel: str) -> None:
+        self.continuity.forget(channel)
         with contextlib.suppress(asyncio.CancelledError):
             try:
                 await self.broker.unsubscribe(channel)

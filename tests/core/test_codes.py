@@ -16,6 +16,7 @@ RETRYABLE = {
     CloseCode.SLOW_CONSUMER,
     CloseCode.HEARTBEAT_TIMEOUT,
     CloseCode.FORCE_RECONNECT,
+    CloseCode.INSUFFICIENT_STATE,
 }
 
 

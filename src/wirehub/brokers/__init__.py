@@ -7,9 +7,13 @@ __all__ = ["Broker", "MemoryBroker", "Publication", "StreamPosition", "create_br
 
 
 def create_broker(url: str | None) -> Broker:
-    """A broker from a URL: ``memory://`` (or None) is the in-process broker."""
+    """A broker from a URL: ``memory://`` (or None) in-process, ``redis://`` shared."""
     if url in (None, "", "memory", "memory://"):
         return MemoryBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisBroker
+
+        return RedisBroker(url)
     from ..exceptions import ConfigError
 
-    raise ConfigError("broker", url, "memory://")
+    raise ConfigError("broker", url, "memory:// or redis://HOST:PORT/DB")

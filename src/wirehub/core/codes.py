@@ -37,6 +37,7 @@ class CloseCode(enum.IntEnum):
     SLOW_CONSUMER = 4000  #: retryable: the outbound buffer overflowed (client too slow).
     HEARTBEAT_TIMEOUT = 4001  #: retryable: no pong within the ping timeout.
     FORCE_RECONNECT = 4002  #: retryable: server asks the client to reconnect.
+    INSUFFICIENT_STATE = 4003  #: retryable: the node may have missed messages; recover.
 
     UNAUTHORIZED = 4500  #: final: missing or invalid credentials.
     TOKEN_EXPIRED = 4501  #: final: the token expired and was not refreshed.

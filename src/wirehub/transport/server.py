@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from ..core.codec import CODECS, JSON
 from ..core.codes import CloseCode, ErrorCode
 from ..core.envelope import PROTOCOL, AuthWelcome, Error, RefreshRequest, Welcome
-from ..exceptions import RequestError
+from ..exceptions import BrokerError, RequestError
 from ..limits import TokenBucket, json_depth_exceeds
 from ..node import Node
 from .admission import Admission, Refused
@@ -303,6 +303,11 @@ class WirehubServer:
             reply = await node.handle(conn, req)
         except RequestError as exc:
             conn.send(Error(id=req.id, code=exc.code, message=exc.message))
+            return
+        except BrokerError as exc:
+            log.warning("client %s: %s", conn.client_id, exc)
+            conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
+                            message="the broker is unavailable; try again"))
             return
         except Exception:
             log.exception("client %s: handler for %s failed", conn.client_id,
