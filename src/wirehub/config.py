@@ -27,6 +27,12 @@ class ServerConfig:
     ping_timeout: float = 20.0
     #: seconds a graceful shutdown may take in all
     shutdown_timeout: float = 4.0
+    #: on SIGTERM, client closes (1001) are spread at random over this many seconds
+    drain_period: float = 2.0
+    #: worker processes sharing the port (SO_REUSEPORT); more than one needs Redis
+    workers: int = 1
+    #: bind with SO_REUSEPORT (set for each worker of --workers)
+    reuse_port: bool = False
     #: permessage-deflate (RFC 7692) when the client offers it
     compression: bool = True
     #: delay before unsubscribing the broker from a channel with no local subscriber

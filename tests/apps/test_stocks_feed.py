@@ -6,11 +6,13 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from wirehub.apps.stocks import CsvReplay, Pacer, Simulator, StockFeed, Tick, stocks_app
+from wirehub.brokers import MemoryBroker
 from wirehub.exceptions import ConfigError, RequestError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ticks_sample.csv"
@@ -24,6 +26,8 @@ class Recorder:
         self.want = want
         self.fail_at = fail_at
         self.enough = asyncio.Event()
+        # the served app's node: its broker grants the feed lease (one process)
+        self.node = SimpleNamespace(name="test-node", broker=MemoryBroker())
 
     async def publish(self, channel: str, data: Any) -> None:
         if self.fail_at is not None and len(self.published) == self.fail_at:

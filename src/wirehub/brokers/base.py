@@ -111,6 +111,14 @@ class Broker(abc.ABC):
         """Retained publications: after offset ``since`` (oldest first, at most
         ``limit``), or without ``since`` the newest ``limit`` of them."""
 
+    async def lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Hold lease ``name`` for ``ttl`` seconds (take it, or renew it if ours).
+
+        For work one node of many must do alone, such as running a feed. The
+        in-process default: always granted.
+        """
+        return True
+
     # -- presence -------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:

@@ -74,6 +74,15 @@ local pos = redis.call('HMGET', KEYS[1], 'offset', 'epoch', 'ttl')
 return {pos[1], pos[2], pos[3] or '0', redis.call('LRANGE', KEYS[2], 0, -1)}
 """
 
+_LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 _body = msgspec.msgpack.Encoder()
 _Body = tuple[Any, str | None, int]
 _decode_body = msgspec.msgpack.Decoder(_Body).decode
@@ -106,6 +115,7 @@ class RedisBroker(Broker):
         self._publish = self._redis.register_script(_PUBLISH)
         self._position = self._redis.register_script(_POSITION)
         self._history = self._redis.register_script(_HISTORY)
+        self._lease = self._redis.register_script(_LEASE)
         self._pubsub: Any = None
         self._channels: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
@@ -272,6 +282,13 @@ class RedisBroker(Broker):
             if self.on_reconnected is not None:
                 self.on_reconnected(set(self._channels))
             return
+
+    async def lease(self, name: str, holder: str, ttl: float) -> bool:
+        try:
+            return bool(await self._lease(keys=[f"wh:lease:{name}"],
+                                          args=[holder, int(ttl * 1000)]))
+        except (RedisError, OSError) as exc:
+            raise BrokerError("take a lease", str(exc)) from exc
 
     # -- presence ---------------------------------------------------------------------------------
     async def add_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:

@@ -103,6 +103,13 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--stocks-csv", default=None, help="replay ticks from this CSV file instead")
     g.add_argument("--stocks-symbols", default=None,
                    help="comma-separated symbols to trade (default: all)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes sharing the port (SO_REUSEPORT); more than one "
+                   "needs a shared broker such as --broker redis://... (default: 1)")
+    p.add_argument("--drain-period", type=float, default=d.drain_period,
+                   help="on SIGTERM, spread the clients' 1001 closes over this many seconds "
+                   "(default: %(default)s)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
     p.set_defaults(func=run)
@@ -166,7 +173,14 @@ def run(args: argparse.Namespace) -> int:
         max_subscriptions=args.max_subscriptions,
         max_json_depth=args.max_json_depth,
         handshake_timeout=args.handshake_timeout,
+        drain_period=args.drain_period,
+        workers=args.workers,
+        reuse_port=args.reuse_port,
     )
+    if args.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(args.argv, config)
     if args.app == DEFAULT_APP:
         from ..apps import default_app
 

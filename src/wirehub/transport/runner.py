@@ -73,7 +73,8 @@ class ServerRunner:
     async def start(self) -> ServerRunner:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                                 reuse_address=True, ssl_context=self.ssl_context)
+                                 reuse_address=True, reuse_port=self.config.reuse_port or None,
+                                 ssl_context=self.ssl_context)
         await self._site.start()
         self.host, self.port = self._runner.addresses[0][:2]
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,22 @@ class WirehubServer:
         await self.node.close()
 
     async def drain(self, code: int, reason: str) -> None:
-        """Stop accepting, close every connection with ``code``, all at once."""
+        """Stop accepting, then close every connection with ``code``.
+
+        The closes are spread at random over ``drain_period`` seconds, so the
+        clients do not all reconnect to the other nodes in the same instant.
+        """
         self.accepting = False
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
-        closes = [c.close(code, reason, timeout=2.0) for c in list(self.connections)]
+        period = max(0.0, min(self.config.drain_period, self.config.shutdown_timeout - 1.0))
+
+        async def close_later(conn: Connection) -> None:
+            if period:
+                await asyncio.sleep(random.uniform(0, period))
+            await conn.close(code, reason, timeout=1.0)
+
+        closes = [close_later(c) for c in list(self.connections)]
         closes += [
             ws.close(code=int(code), message=reason.encode()) for ws in list(self._echo_sockets)
         ]

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ...app import App
 from ...core.codes import ErrorCode
-from ...exceptions import ConfigError, RequestError
+from ...exceptions import ConfigError, RequestError, WirehubError
 from .feed import StockFeed
 from .replay import CsvReplay
 from .simulator import Simulator
 from .source import TickSource
 from .universe import by_symbol
+
+log = logging.getLogger("wirehub.stocks")
 
 __all__ = ["NAMESPACE", "StocksApp", "stocks_app"]
 
@@ -44,8 +47,34 @@ class StocksApp(App):
     async def start_feed(self, served: App) -> None:
         """Start publishing through ``served`` (the app the node runs)."""
         if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self.feed.run(served.publish),
-                                            name="wirehub.stocks.feed")
+            self.task = asyncio.create_task(self._lead(served), name="wirehub.stocks.feed")
+
+    async def _lead(self, served: App, ttl: float = 3.0) -> None:
+        """Run the feed only while this node holds the broker's ``stocks-feed`` lease.
+
+        With many nodes on one broker exactly one of them publishes ticks; if
+        it dies, another takes over within ``ttl`` seconds.
+        """
+        node = served.node
+        feed: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    leading = await node.broker.lease("stocks-feed", node.name, ttl)
+                except WirehubError as exc:
+                    log.warning("stocks feed: lease check failed: %s", exc)
+                    leading = False
+                if leading and feed is None:
+                    feed = asyncio.create_task(self.feed.run(served.publish))
+                elif not leading and feed is not None:
+                    feed.cancel()
+                    feed = None
+                await asyncio.sleep(ttl / 3)  # renew well before the lease runs out
+        finally:
+            if feed is not None:
+                feed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed
 
     async def stop_feed(self, served: App | None = None) -> None:
         """Cancel the feed task and wait until it has stopped."""
