@@ -13,6 +13,16 @@ echo "== lint (ruff)"
 .venv/bin/ruff check src tests examples
 
 echo "== system packages"
+# redis-server and nginx: the scale-out tests start private instances on free ports
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} with apt-get"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
 bash scripts/node_deps.sh
 bash scripts/browser_deps.sh
 

@@ -96,3 +96,68 @@ def server_process() -> Iterator[type[ServerProcess]]:
         if sp.proc.poll() is None:
             sp.proc.kill()
             sp.proc.wait()
+
+
+# -- Redis ---------------------------------------------------------------------------------
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (for servers that cannot bind port 0 themselves)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(UNIT * 2)
+
+
+def start_redis(port: int | None = None) -> RedisServer:
+    """Start a private redis-server on 127.0.0.1 (no persistence); wait until it answers."""
+    import shutil
+    import socket
+    import time
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (make test installs it: scripts/test.sh)")
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--daemonize", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + UNIT * 2
+    while True:  # redis-server has no readiness pipe: poll its port until it answers PING
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=UNIT) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer(proc, port)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for one test, stopped by PID afterwards."""
+    server = start_redis()
+    yield server
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait()
