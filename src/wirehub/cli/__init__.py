@@ -9,7 +9,7 @@ import sys
 __all__ = ["main"]
 
 # each module defines add_parser(subparsers); its parser sets func=run(args) -> int
-_COMMANDS = ("serve", "connect", "pubsub")
+_COMMANDS = ("serve", "config", "connect", "pubsub")
 
 
 def build_parser() -> argparse.ArgumentParser:

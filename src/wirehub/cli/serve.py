@@ -10,11 +10,13 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import fields
 from typing import Any
 
 from ..app import App
-from ..config import ServerConfig
+from ..config import ServerConfig, load_config
 from ..exceptions import ConfigError
+from ..logs import setup_logging
 
 __all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
 
@@ -23,95 +25,45 @@ log = logging.getLogger("wirehub.serve")
 DEFAULT_APP = "wirehub.apps:default_app"
 
 
-def _size(text: str) -> int:
-    """Parse a byte size: 1048576, 1MiB, 64KiB, 16M."""
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    mult = 1
-    for suffix, m in (("k", 1024), ("m", 1024**2), ("g", 1024**3)):
-        if t.endswith(suffix):
-            t, mult = t[:-1], m
-            break
-    try:
-        return int(float(t) * mult)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a size: {text!r} (e.g. 1048576, 64KiB, 1MiB)"
-        ) from None
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`ServerConfig` field, grouped; None means "not given"."""
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="TOML file with settings (flags and WIREHUB_* variables win)")
+    groups: dict[str, Any] = {}
+    for f in fields(ServerConfig):
+        group = f.metadata["group"]
+        if group not in groups:
+            title = {"server": "server", "limits": "limits",
+                     "security": "security (docs/security.md)",
+                     "operations": "operations (docs/operations.md)",
+                     "stocks": "built-in stock feed (default app)"}[group]
+            groups[group] = p.add_argument_group(title)
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        shown = "unset" if default is None else default
+        help_text = argparse.SUPPRESS if f.metadata.get("hidden") else (
+            f"{f.metadata['help']} (default: {shown}; env WIREHUB_{f.name.upper()})")
+        if str(f.type).startswith("bool"):
+            groups[group].add_argument(flag, dest=f.name, default=None, help=help_text,
+                                       action=argparse.BooleanOptionalAction)
+        else:
+            groups[group].add_argument(flag, dest=f.name, default=None, help=help_text,
+                                       metavar=f.name.upper(),
+                                       choices=f.metadata.get("choices"))
+
+
+def settings_from(args: argparse.Namespace) -> ServerConfig:
+    """Defaults < --config file < WIREHUB_* < flags."""
+    flags = {f.name: getattr(args, f.name, None) for f in fields(ServerConfig)}
+    return load_config(flags, file=args.config)
 
 
 def add_parser(sub: Any) -> None:
-    d = ServerConfig()
     p = sub.add_parser("serve", help="run the hub (HTTP + WebSocket on one port)")
     p.add_argument("app", nargs="?", default=DEFAULT_APP,
-                   help="the app to serve, as module:attribute (default: %(default)s)")
-    p.add_argument("--host", default=d.host, help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=d.port,
-                   help="port to bind, 0 for any free port (default: %(default)s)")
-    p.add_argument("--node-name", default=None, help="this node's name (default: host-pid)")
-    p.add_argument("--broker", default=d.broker, help="broker URL (default: %(default)s)")
-    p.add_argument("--max-message-size", type=_size, default=d.max_message_size,
-                   help="largest /ws message; bigger ones close with 1009 (default: 1MiB)")
-    p.add_argument("--echo-max-message-size", type=_size, default=d.echo_max_message_size,
-                   help="largest /echo message (default: 16MiB + 1KiB)")
-    p.add_argument("--max-queue", type=_size, default=d.max_queue,
-                   help="outbound bytes queued per client before it is cut off as a slow "
-                   "consumer with 4000 (default: 1MiB)")
-    p.add_argument("--ping-interval", type=float, default=d.ping_interval,
-                   help="seconds between server pings, 0 disables (default: %(default)s)")
-    p.add_argument("--ping-timeout", type=float, default=d.ping_timeout,
-                   help="seconds to wait for a pong before closing with 4001 "
+                   help="the app to serve, as module:attribute or path/to/file.py:attribute "
                    "(default: %(default)s)")
-    p.add_argument("--no-compression", dest="compression", action="store_false",
-                   help="refuse permessage-deflate")
-    sec = p.add_argument_group("security (docs/security.md)")
-    sec.add_argument("--jwt-secret", default=os.environ.get("WIREHUB_JWT_SECRET"),
-                     help="HS256 secret: clients must authenticate (env WIREHUB_JWT_SECRET)")
-    sec.add_argument("--jwt-public-key", default=os.environ.get("WIREHUB_JWT_PUBLIC_KEY"),
-                     metavar="FILE", help="PEM public key for RS256/ES256 tokens "
-                     "(env WIREHUB_JWT_PUBLIC_KEY)")
-    sec.add_argument("--allow-query-token", action="store_true",
-                     help="also accept ?token= in the URL (tokens in URLs reach logs)")
-    sec.add_argument("--connect-timeout", type=float, default=d.connect_timeout,
-                     help="seconds a client without a token has to send its connect frame "
-                     "(default: %(default)s)")
-    sec.add_argument("--allowed-origins", default=None, metavar="LIST",
-                     help="comma-separated Origins allowed to connect, or '*' "
-                     "(default: the server's own host)")
-    sec.add_argument("--certfile", default=None,
-                     help="TLS certificate chain (PEM): serve https/wss")
-    sec.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
-    sec.add_argument("--max-connections", type=int, default=d.max_connections,
-                     help="connections in total; beyond: HTTP 503 (default: %(default)s)")
-    sec.add_argument("--max-connections-per-ip", type=int, default=d.max_connections_per_ip,
-                     help="connections from one address; beyond: HTTP 429 (default: %(default)s)")
-    sec.add_argument("--max-messages-per-second", type=float, default=d.max_messages_per_second,
-                     help="per connection; beyond: rate_limited, then 1008 "
-                     "(default: %(default)s)")
-    sec.add_argument("--max-bytes-per-second", type=_size, default=d.max_bytes_per_second,
-                     help="per connection (default: 2MiB)")
-    sec.add_argument("--max-subscriptions", type=int, default=d.max_subscriptions,
-                     help="channels per connection (default: %(default)s)")
-    sec.add_argument("--max-json-depth", type=int, default=d.max_json_depth,
-                     help="nesting depth of JSON frames (default: %(default)s)")
-    sec.add_argument("--handshake-timeout", type=float, default=d.handshake_timeout,
-                     help="seconds to send the upgrade request (default: %(default)s)")
-    g = p.add_argument_group("built-in stock feed (default app)")
-    g.add_argument("--stocks-rate", type=float, default=1000.0,
-                   help="ticks per second across all symbols (default: %(default)s)")
-    g.add_argument("--stocks-seed", type=int, default=None,
-                   help="seed for a reproducible simulated market")
-    g.add_argument("--stocks-csv", default=None, help="replay ticks from this CSV file instead")
-    g.add_argument("--stocks-symbols", default=None,
-                   help="comma-separated symbols to trade (default: all)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes sharing the port (SO_REUSEPORT); more than one "
-                   "needs a shared broker such as --broker redis://... (default: 1)")
-    p.add_argument("--drain-period", type=float, default=d.drain_period,
-                   help="on SIGTERM, spread the clients' 1001 closes over this many seconds "
-                   "(default: %(default)s)")
-    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error"], help="(default: %(default)s)")
+    add_settings(p)
     p.set_defaults(func=run)
 
 
@@ -143,50 +95,22 @@ def load_app(spec: str) -> App:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    config = ServerConfig(
-        host=args.host,
-        port=args.port,
-        node_name=args.node_name,
-        broker=args.broker,
-        max_message_size=args.max_message_size,
-        echo_max_message_size=args.echo_max_message_size,
-        max_queue=args.max_queue,
-        ping_interval=args.ping_interval,
-        ping_timeout=args.ping_timeout,
-        compression=args.compression,
-        jwt_secret=args.jwt_secret or None,
-        jwt_public_key=args.jwt_public_key or None,
-        allow_query_token=args.allow_query_token,
-        connect_timeout=args.connect_timeout,
-        allowed_origins=tuple(o.strip() for o in args.allowed_origins.split(",") if o.strip())
-        if args.allowed_origins else None,
-        certfile=args.certfile,
-        keyfile=args.keyfile,
-        max_connections=args.max_connections,
-        max_connections_per_ip=args.max_connections_per_ip,
-        max_messages_per_second=args.max_messages_per_second,
-        max_bytes_per_second=args.max_bytes_per_second,
-        max_subscriptions=args.max_subscriptions,
-        max_json_depth=args.max_json_depth,
-        handshake_timeout=args.handshake_timeout,
-        drain_period=args.drain_period,
-        workers=args.workers,
-        reuse_port=args.reuse_port,
-    )
-    if args.workers > 1:
+    try:
+        config = settings_from(args)
+    except ConfigError as exc:
+        print(f"wirehub: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    if config.workers > 1:
         from .workers import run_workers
 
         return run_workers(args.argv, config)
     if args.app == DEFAULT_APP:
         from ..apps import default_app
 
-        symbols = args.stocks_symbols.split(",") if args.stocks_symbols else None
-        app = default_app(stocks_rate=args.stocks_rate, stocks_seed=args.stocks_seed,
-                          stocks_csv=args.stocks_csv, stocks_symbols=symbols)
+        app = default_app(stocks_rate=config.stocks_rate, stocks_seed=config.stocks_seed,
+                          stocks_csv=config.stocks_csv,
+                          stocks_symbols=list(config.stocks_symbols or ()) or None)
     else:
         app = load_app(args.app)
     return run_app(app, config)

@@ -251,12 +251,16 @@ class Connection:
     async def _write_loop(self) -> None:
         queue, ws = self._queue, self._ws
         loop = asyncio.get_running_loop()
+        debug = log.isEnabledFor(logging.DEBUG)
         try:
             while True:
                 while queue:
                     payload, opcode, _channel = queue.popleft()
                     if opcode is _TEXT or opcode is _BINARY:
                         self._queued_bytes -= len(payload)
+                    if debug:
+                        log.debug("frame out: %s, %d bytes: %r", opcode.name.lower(),
+                                  len(payload), payload[:80])
                     await ws.send_frame(payload, opcode)
                 if self._backlog:  # drained: the newest of each conflated channel goes now
                     backlog, self._backlog = self._backlog, {}

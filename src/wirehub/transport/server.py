@@ -22,6 +22,7 @@ from ..core.codes import CloseCode, ErrorCode
 from ..core.envelope import PROTOCOL, AuthWelcome, Error, RefreshRequest, Welcome
 from ..exceptions import BrokerError, RequestError
 from ..limits import TokenBucket, json_depth_exceeds
+from ..logs import client_id_var
 from ..node import Node
 from .admission import Admission, Refused
 from .connection import Connection
@@ -224,6 +225,7 @@ class WirehubServer:
                                        2 * config.max_bytes_per_second, now)
         if identity is not None:
             node.identify(conn, identity)
+        client_id_var.set(conn.client_id)  # every log line of this task names the client
         self.connections.add(conn)
         self.admission.admitted(request)
         node.add_connection(conn)
@@ -276,9 +278,14 @@ class WirehubServer:
         node, codec = self.node, conn.codec
         strikes_allowed = self.config.rate_limit_strikes
         max_size = self.config.max_message_size
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
             msg = await ws.receive()
             mtype = msg.type
+            if debug:
+                log.debug("frame in: %s, %s", mtype.name.lower(),
+                          f"{len(msg.data)} bytes: {msg.data[:80]!r}"
+                          if isinstance(msg.data, bytes | str) else msg.data)
             if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
                 conn.ping_sent_at = None  # any traffic proves the peer alive
                 if len(msg.data) > max_size:  # RFC 6455 §7.4.1
