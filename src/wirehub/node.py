@@ -44,6 +44,7 @@ from .core.envelope import (
 )
 from .core.hub import Hub
 from .exceptions import RequestError, WirehubError
+from .metrics import Stats
 
 if TYPE_CHECKING:
     from .transport.connection import Connection
@@ -74,6 +75,7 @@ class Node:
         self.broker = broker
         self.name = name or default_node_name()
         self.hub = Hub()
+        self.stats = Stats()
         self.started_at = time.time()
         self.unsubscribe_delay = unsubscribe_delay
         self.auth = auth or Authenticator()
@@ -392,7 +394,10 @@ class Node:
         self.continuity.accept(pub)
 
     def _deliver_publication(self, pub: Publication) -> None:
-        self.hub.broadcast(pub.channel, self._push(pub))
+        push = self._push(pub)
+        n = self.hub.broadcast(pub.channel, push)
+        if n:
+            self.stats.delivered(pub.ts, n)
 
     def resync(self, channel: str) -> None:
         """This node may have missed messages of ``channel``: its subscribers reconnect

@@ -29,13 +29,15 @@ class Subscriber(Protocol):
 class Hub:
     """Channel -> local subscribers, and the client registry of one node."""
 
-    __slots__ = ("_channels", "_clients", "_recovering")
+    __slots__ = ("_channels", "_clients", "_recovering", "bytes_out")
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Subscriber]] = {}
         self._clients: dict[str, Subscriber] = {}
         # (channel, client id) -> pushes held back while the client recovers
         self._recovering: dict[tuple[str, str], list[Any]] = {}
+        #: payload bytes handed to subscribers by broadcast (for metrics)
+        self.bytes_out = 0
 
     # -- clients -------------------------------------------------------------
     def add_client(self, client: Subscriber) -> None:
@@ -116,6 +118,7 @@ class Hub:
             return 0
         encoded: dict[Codec, bytes] = {}
         held = self._recovering
+        total = 0
         for sub in list(subs.values()):
             if held:
                 pending = held.get((channel, sub.client_id))
@@ -135,4 +138,6 @@ class Hub:
             elif not payload:
                 continue
             sub.deliver(payload, codec.binary, channel)
+            total += len(payload)
+        self.bytes_out += total
         return len(subs)

@@ -14,17 +14,21 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from ..auth import Identity
 from ..core.codec import Codec
 from ..core.codes import CloseCode
+from ..core.envelope import Error
 from ..core.namespaces import SlowConsumerPolicy
 from ..core.state import ConnectionState, StateEvent, StateMachine
 from ..limits import TokenBucket
 from .flow import Flow
+
+if TYPE_CHECKING:
+    from ..metrics import Stats
 
 __all__ = ["Connection"]
 
@@ -64,6 +68,7 @@ class Connection:
         "remote",
         "request",
         "state",
+        "stats",
         "strikes",
         "user",
         "user_agent",
@@ -93,6 +98,8 @@ class Connection:
         self.message_bucket: TokenBucket | None = None
         self.byte_bucket: TokenBucket | None = None
         self.strikes = 0
+        #: the node's counters (error frames are counted as they are sent)
+        self.stats: Stats | None = None
         self._flush_waiter: asyncio.Future[None] | None = None
         #: what the app says about this client; shown in presence entries
         self.info: dict[str, Any] = {}
@@ -144,6 +151,8 @@ class Connection:
 
     def send(self, envelope: Any) -> None:
         """Encode ``envelope`` with this client's codec and queue it."""
+        if type(envelope) is Error and self.stats is not None:
+            self.stats.errors[envelope.code] += 1
         self.deliver(self.codec.encode(envelope), self.codec.binary)
 
     def set_flow(self, channel: str, max_rate: float | None,

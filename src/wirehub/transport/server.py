@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core.codec import CODECS, JSON
 from ..core.codes import CloseCode, ErrorCode
@@ -23,6 +24,7 @@ from ..core.envelope import PROTOCOL, AuthWelcome, Error, RefreshRequest, Welcom
 from ..exceptions import BrokerError, RequestError
 from ..limits import TokenBucket, json_depth_exceeds
 from ..logs import client_id_var
+from ..metrics import Collector
 from ..node import Node
 from .admission import Admission, Refused
 from .connection import Connection
@@ -72,6 +74,10 @@ class WirehubServer:
         self.app.router.add_get("/echo", self.echo)
         self.app.router.add_get("/ws", self.websocket)
         self.app.router.add_get("/", self.index)
+        if config.metrics:
+            self.registry = CollectorRegistry(auto_describe=False)
+            self.registry.register(Collector(self))
+            self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
         self.app.on_response_prepare.append(_no_cache_static)
         self.app.on_startup.append(self._on_startup)
@@ -125,6 +131,11 @@ class WirehubServer:
                 "broker": {"healthy": self.node.broker.healthy},
             }
         )
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        """Prometheus text exposition (wirehub.metrics)."""
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(self, _request: web.Request) -> web.StreamResponse:
         """The browser page (chat, stocks, connection state): no build step."""
@@ -218,6 +229,7 @@ class WirehubServer:
         codec = CODECS.get(ws.ws_protocol or "", JSON)
         node, config = self.node, self.config
         conn = Connection(ws, request, codec, node.new_client_id(), max_queue=config.max_queue)
+        conn.stats = node.stats
         now = time.monotonic()
         conn.message_bucket = TokenBucket(config.max_messages_per_second,
                                           2 * config.max_messages_per_second, now)
@@ -240,6 +252,11 @@ class WirehubServer:
             self.connections.discard(conn)
             self.admission.released(request)
             conn.closed()
+            stats = node.stats
+            code = conn.close_code if conn.close_code is not None else ws.close_code
+            stats.close_codes[int(code) if code is not None else CloseCode.ABNORMAL] += 1
+            stats.dropped += conn.dropped
+            stats.conflated += conn.conflated
             await node.remove_connection(conn)
             log.info("client %s: disconnected (code %s)", conn.client_id,
                      conn.close_code if conn.close_code is not None else ws.close_code)
@@ -279,6 +296,7 @@ class WirehubServer:
         strikes_allowed = self.config.rate_limit_strikes
         max_size = self.config.max_message_size
         debug = log.isEnabledFor(logging.DEBUG)
+        stats = node.stats
         while True:
             msg = await ws.receive()
             mtype = msg.type
@@ -288,6 +306,7 @@ class WirehubServer:
                           if isinstance(msg.data, bytes | str) else msg.data)
             if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
                 conn.ping_sent_at = None  # any traffic proves the peer alive
+                stats.bytes_in += len(msg.data)
                 if len(msg.data) > max_size:  # RFC 6455 §7.4.1
                     await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
@@ -302,6 +321,7 @@ class WirehubServer:
                         log.warning("client %s: kept flooding, closing with 1008", conn.client_id)
                         conn.close_soon(CloseCode.POLICY_VIOLATION, "rate limit", flush=True)
                     continue
+                stats.ops_in[req.__struct_config__.tag] += 1
                 await self._dispatch(node, conn, req)
             elif mtype is WSMsgType.PING:
                 conn.send_control(WSMsgType.PONG, msg.data)  # RFC 6455 §5.5.3
