@@ -27,6 +27,7 @@ from ..logs import client_id_var
 from ..metrics import Collector
 from ..node import Node
 from .admission import Admission, Refused
+from .api import add_api_routes
 from .connection import Connection
 
 __all__ = ["WirehubServer", "valid_close_code"]
@@ -79,6 +80,7 @@ class WirehubServer:
             self.registry.register(Collector(self))
             self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
+        add_api_routes(self)
         self.app.on_response_prepare.append(_no_cache_static)
         self.app.on_startup.append(self._on_startup)
         self.app.on_shutdown.append(self._on_shutdown)
