@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +17,13 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core.codec import CODECS, JSON
-from ..core.codes import CloseCode, ErrorCode
-from ..core.envelope import PROTOCOL, AuthWelcome, Error, RefreshRequest, Welcome
-from ..exceptions import BrokerError, RequestError
-from ..limits import TokenBucket, json_depth_exceeds
-from ..logs import client_id_var
+from ..core.codes import CloseCode
 from ..metrics import Collector
 from ..node import Node
-from .admission import Admission, Refused
+from .admission import Refused
 from .api import add_api_routes
 from .connection import Connection
+from .session import Sessions
 
 __all__ = ["WirehubServer", "valid_close_code"]
 
@@ -58,19 +53,19 @@ def _offered_subprotocols(request: web.Request) -> list[str]:
     return offered
 
 
-class WirehubServer:
-    """Owns the aiohttp application, the node, and every live connection."""
+class WirehubServer(Sessions):
+    """The aiohttp application around the node's :class:`Sessions`."""
 
     def __init__(self, node: Node, config: Any) -> None:
-        self.node = node
-        self.config = config
-        self.connections: set[Connection] = set()
+        super().__init__(node, config)
         self._echo_sockets: set[web.WebSocketResponse] = set()
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self.accepting = True
-        self.admission = Admission(config, node.auth)
+        self._closers.append(self._close_echo_sockets)
         self.app = web.Application()
         self.app[NODE_KEY] = self
+        add_api_routes(self)
+        self.app.on_response_prepare.append(_no_cache_static)
+        self.app.on_startup.append(self._on_startup)
+        self.app.on_shutdown.append(self._on_shutdown)
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/echo", self.echo)
         self.app.router.add_get("/ws", self.websocket)
@@ -80,47 +75,16 @@ class WirehubServer:
             self.registry.register(Collector(self))
             self.app.router.add_get("/metrics", self.metrics)
         self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
-        add_api_routes(self)
-        self.app.on_response_prepare.append(_no_cache_static)
-        self.app.on_startup.append(self._on_startup)
-        self.app.on_shutdown.append(self._on_shutdown)
 
-    # -- lifecycle ----------------------------------------------------------------------
     async def _on_startup(self, _app: web.Application) -> None:
-        await self.node.start()
-        if self.config.ping_interval > 0 or self.node.auth.enabled:
-            self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
+        await self.start()
 
     async def _on_shutdown(self, _app: web.Application) -> None:
-        await self.drain(CloseCode.GOING_AWAY, "server shutting down")
-        await self.node.close()
+        await self.stop()
 
-    async def drain(self, code: int, reason: str) -> None:
-        """Stop accepting, then close every connection with ``code``.
-
-        The closes are spread at random over ``drain_period`` seconds, so the
-        clients do not all reconnect to the other nodes in the same instant.
-        """
-        self.accepting = False
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-        period = max(0.0, min(self.config.drain_period, self.config.shutdown_timeout - 1.0))
-
-        async def close_later(conn: Connection) -> None:
-            if period:
-                await asyncio.sleep(random.uniform(0, period))
-            await conn.close(code, reason, timeout=1.0)
-
-        closes = [close_later(c) for c in list(self.connections)]
-        closes += [
-            ws.close(code=int(code), message=reason.encode()) for ws in list(self._echo_sockets)
-        ]
-        if closes:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*closes, return_exceptions=True),
-                    self.config.shutdown_timeout,
-                )
+    async def _close_echo_sockets(self, code: int, reason: str) -> None:
+        await asyncio.gather(*(ws.close(code=code, message=reason.encode())
+                               for ws in list(self._echo_sockets)), return_exceptions=True)
 
     # -- HTTP ------------------------------------------------------------------------------
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -229,76 +193,17 @@ class WirehubServer:
         )
         await ws.prepare(request)
         codec = CODECS.get(ws.ws_protocol or "", JSON)
-        node, config = self.node, self.config
-        conn = Connection(ws, request, codec, node.new_client_id(), max_queue=config.max_queue)
-        conn.stats = node.stats
-        now = time.monotonic()
-        conn.message_bucket = TokenBucket(config.max_messages_per_second,
-                                          2 * config.max_messages_per_second, now)
-        conn.byte_bucket = TokenBucket(config.max_bytes_per_second,
-                                       2 * config.max_bytes_per_second, now)
-        if identity is not None:
-            node.identify(conn, identity)
-        client_id_var.set(conn.client_id)  # every log line of this task names the client
-        self.connections.add(conn)
-        self.admission.admitted(request)
-        node.add_connection(conn)
-        conn.start()
-        conn.send(self._welcome(conn))
-        log.info("client %s: connected from %s (%s)%s", conn.client_id, conn.remote, codec.name,
-                 f" as {conn.user}" if conn.user else "")
+        conn = self.open_connection(ws, request, codec, identity)
         try:
-            await node.connected(conn)
+            await self.node.connected(conn)
             await self._read_loop(ws, conn)
         finally:
-            self.connections.discard(conn)
-            self.admission.released(request)
-            conn.closed()
-            stats = node.stats
-            code = conn.close_code if conn.close_code is not None else ws.close_code
-            stats.close_codes[int(code) if code is not None else CloseCode.ABNORMAL] += 1
-            stats.dropped += conn.dropped
-            stats.conflated += conn.conflated
-            await node.remove_connection(conn)
-            log.info("client %s: disconnected (code %s)", conn.client_id,
-                     conn.close_code if conn.close_code is not None else ws.close_code)
+            await self.close_connection(conn, request, ws.close_code)
         return ws
 
-    def _welcome(self, conn: Connection) -> Welcome:
-        interval = self.config.ping_interval
-        fields: dict[str, Any] = {
-            "client": conn.client_id, "node": self.node.name, "protocol": PROTOCOL,
-            "ping_interval": int(interval) if interval == int(interval) else interval,
-        }
-        if not self.node.auth.enabled:
-            return Welcome(**fields)
-        if conn.identity is None:
-            return AuthWelcome(**fields, auth="required")
-        return AuthWelcome(**fields, auth="authenticated", user=conn.user)
-
-    def _over_limits(self, conn: Connection, data: bytes | str) -> RequestError | None:
-        """Token buckets and JSON depth; the error to answer with, if any."""
-        now = time.monotonic()
-        size = len(data)
-        assert conn.message_bucket is not None and conn.byte_bucket is not None
-        if not (conn.message_bucket.take(now) and conn.byte_bucket.take(now, size)):
-            conn.strikes += 1
-            return RequestError(ErrorCode.RATE_LIMITED,
-                                f"over {self.config.max_messages_per_second:g} messages or "
-                                f"{self.config.max_bytes_per_second:g} bytes per second; "
-                                "this message was dropped")
-        conn.strikes = 0
-        if not conn.codec.binary and json_depth_exceeds(data, self.config.max_json_depth):
-            return RequestError(ErrorCode.BAD_REQUEST,
-                                f"JSON nested deeper than {self.config.max_json_depth} levels")
-        return None
-
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
-        node, codec = self.node, conn.codec
-        strikes_allowed = self.config.rate_limit_strikes
-        max_size = self.config.max_message_size
         debug = log.isEnabledFor(logging.DEBUG)
-        stats = node.stats
+        on_data = self.on_data
         while True:
             msg = await ws.receive()
             mtype = msg.type
@@ -307,24 +212,8 @@ class WirehubServer:
                           f"{len(msg.data)} bytes: {msg.data[:80]!r}"
                           if isinstance(msg.data, bytes | str) else msg.data)
             if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
-                conn.ping_sent_at = None  # any traffic proves the peer alive
-                stats.bytes_in += len(msg.data)
-                if len(msg.data) > max_size:  # RFC 6455 §7.4.1
-                    await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                if not await on_data(conn, msg.data, mtype is WSMsgType.BINARY):
                     return
-                refused = self._over_limits(conn, msg.data)
-                req = codec.decode(msg.data, binary=mtype is WSMsgType.BINARY)
-                if refused is not None or isinstance(req, RequestError):
-                    err = refused or req
-                    assert isinstance(err, RequestError)
-                    rid = req.request_id if isinstance(req, RequestError) else req.id
-                    conn.send(Error(id=rid, code=err.code, message=err.message))
-                    if conn.strikes > strikes_allowed:
-                        log.warning("client %s: kept flooding, closing with 1008", conn.client_id)
-                        conn.close_soon(CloseCode.POLICY_VIOLATION, "rate limit", flush=True)
-                    continue
-                stats.ops_in[req.__struct_config__.tag] += 1
-                await self._dispatch(node, conn, req)
             elif mtype is WSMsgType.PING:
                 conn.send_control(WSMsgType.PONG, msg.data)  # RFC 6455 §5.5.3
             elif mtype is WSMsgType.PONG:
@@ -338,74 +227,3 @@ class WirehubServer:
                 if mtype is WSMsgType.ERROR:
                     log.info("client %s: protocol error: %s", conn.client_id, msg.data)
                 return
-
-    async def _dispatch(self, node: Node, conn: Connection, req: Any) -> None:
-        try:
-            reply = await node.handle(conn, req)
-        except RequestError as exc:
-            conn.send(Error(id=req.id, code=exc.code, message=exc.message))
-            return
-        except BrokerError as exc:
-            log.warning("client %s: %s", conn.client_id, exc)
-            conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
-                            message="the broker is unavailable; try again"))
-            return
-        except Exception:
-            log.exception("client %s: handler for %s failed", conn.client_id,
-                          type(req).__name__.lower())
-            conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
-                            message="internal server error; see the server log"))
-            return
-        if reply is not None:
-            try:
-                conn.send(reply)
-            except (TypeError, ValueError) as exc:
-                log.error("client %s: reply not encodable: %s", conn.client_id, exc)
-                conn.send(Error(id=req.id, code=ErrorCode.INTERNAL,
-                                message="the handler returned a value that cannot be encoded"))
-
-    # -- heartbeat ------------------------------------------------------------------
-    def _check_tokens(self, now: float) -> None:
-        """Close clients that never authenticated or whose token ran out; ask for refreshes."""
-        config = self.config
-        for conn in list(self.connections):
-            identity = conn.identity
-            if identity is None:
-                if now - conn.connected_at >= config.connect_timeout and conn.open:
-                    conn.send(Error(code=ErrorCode.UNAUTHORIZED,
-                                    message="no connect frame within "
-                                    f"{config.connect_timeout:g} s"))
-                    conn.close_soon(CloseCode.UNAUTHORIZED, "authentication timeout", flush=True)
-                continue
-            left = identity.expires_at - now
-            if left <= 0:
-                conn.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
-            elif left <= config.refresh_ahead and not conn.refresh_asked:
-                conn.refresh_asked = True
-                conn.send(RefreshRequest(expires_in=round(left, 3)))
-
-    async def _heartbeat(self) -> None:
-        """Ping every client each interval; close those silent past the timeout."""
-        interval, timeout = self.config.ping_interval, self.config.ping_timeout
-        tick = max(0.05, min(1.0, interval / 4, timeout / 4))
-        last_round = time.monotonic()
-        auth = self.node.auth.enabled
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            ping_round = now - last_round >= interval
-            if ping_round:
-                last_round = now
-            if auth:
-                self._check_tokens(time.time())
-            if interval <= 0:
-                continue
-            for conn in list(self.connections):
-                sent = conn.ping_sent_at
-                if sent is not None:
-                    if now - sent >= timeout:
-                        log.info("client %s: no pong within %.1f s", conn.client_id, timeout)
-                        conn.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "no pong")
-                elif ping_round:
-                    conn.ping_sent_at = now
-                    conn.send_control(WSMsgType.PING, b"")
