@@ -119,6 +119,14 @@ class Broker(abc.ABC):
         """
         return True
 
+    async def announce(self, node: str, info: dict[str, Any], ttl: float) -> None:
+        """Publish this node's summary for ``ttl`` seconds (admin view of the cluster)."""
+        self._nodes = {**getattr(self, "_nodes", {}), node: info}
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        """The summaries of every node alive on this broker."""
+        return dict(getattr(self, "_nodes", {}))
+
     # -- presence -------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:

@@ -9,12 +9,23 @@ Layout per channel ``C`` (hash-tagged so one channel's keys share a slot):
 Publishing runs one Lua script that bumps the offset, appends to the history
 and PUBLISHes on ``wh:ch:C``, atomically: every node sees a channel's
 messages in the same order with the same offsets. A node SUBSCRIBEs (one
-shared pub/sub connection) only to channels with local subscribers. The epoch
-is created with the channel's meta hash; if Redis loses it (restart without
-persistence, or the meta expired), a new epoch tells clients so.
+shared pub/sub connection, with a client of its own that never reconnects
+behind our back) only to channels with local subscribers, and ``subscribe``
+returns once Redis confirmed it, so that nothing published after it is
+missed. The epoch is created with the channel's meta hash; if Redis loses it
+(restart without persistence, or the meta expired), a new epoch tells
+clients so, and history kept under the old epoch is dropped.
+
+Liveness: a quiet pub/sub connection is PINGed every ``health_interval``
+seconds and counts as lost when the answer does not come within another
+``health_interval`` (a hung Redis does not close sockets); commands give up
+after ``timeout`` seconds. While the connection is lost ``healthy`` is False;
+the broker reconnects and resubscribes by itself, then calls
+``on_reconnected(channels)`` before delivering anything new, because those
+channels may have gaps.
 
 Presence entries carry an expiry that their node refreshes; a dead node's
-clients drop out of presence once it passes.
+clients drop out of presence once it passes (and are purged when read).
 """
 
 from __future__ import annotations
@@ -28,7 +39,11 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import BrokerError
 from .base import Broker, History, Publication, StreamPosition
@@ -43,6 +58,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
   redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 'ttl', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
@@ -59,15 +75,16 @@ redis.call('PUBLISH', ARGV[4], msg)
 return {offset, epoch}
 """
 
+# A new epoch starts a new stream: history left under the lost meta is not part of it.
 _POSITION = """
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
 redis.call('HSETNX', KEYS[1], 'offset', 0)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return redis.call('HMGET', KEYS[1], 'offset', 'epoch')
 """
 
 _HISTORY = """
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
 redis.call('HSETNX', KEYS[1], 'offset', 0)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 local pos = redis.call('HMGET', KEYS[1], 'offset', 'epoch', 'ttl')
@@ -83,21 +100,50 @@ end
 return 0
 """
 
+# Purge expired entries (a dead node's clients), then list the live ones.
+_PRESENCE = """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
+for _, client in ipairs(dead) do
+  redis.call('HDEL', KEYS[1], client)
+  redis.call('ZREM', KEYS[2], client)
+end
+local out = {}
+for _, client in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')) do
+  local entry = redis.call('HGET', KEYS[1], client)
+  if entry then
+    out[#out + 1] = client
+    out[#out + 1] = entry
+  end
+end
+return out
+"""
+
 _body = msgspec.msgpack.Encoder()
 _Body = tuple[Any, str | None, int]
 _decode_body = msgspec.msgpack.Decoder(_Body).decode
+_TOPIC_PREFIX = "wh:ch:"
 
 
 def _keys(channel: str) -> tuple[str, str]:
     return f"wh:{{{channel}}}:meta", f"wh:{{{channel}}}:hist"
 
 
+def _presence_keys(channel: str) -> tuple[str, str]:
+    return f"wh:{{{channel}}}:pres", f"wh:{{{channel}}}:pexp"
+
+
 def _topic(channel: str) -> str:
-    return f"wh:ch:{channel}"
+    return _TOPIC_PREFIX + channel
 
 
 class RedisBroker(Broker):
-    """Channels, history and presence in Redis; ``redis://host:port/db``."""
+    """Channels, history and presence in Redis; ``redis://host:port/db``.
+
+    ``timeout`` bounds every command and subscription (``socket_timeout`` in
+    the URL overrides it for commands); ``health_interval`` is how long the
+    pub/sub connection may stay quiet before it is PINGed, and how long the
+    PING may take.
+    """
 
     def __init__(
         self,
@@ -106,18 +152,36 @@ class RedisBroker(Broker):
         meta_ttl: int = 86_400,
         presence_ttl: float = 30.0,
         reconnect_delay: float = 0.5,
+        timeout: float = 5.0,
+        health_interval: float = 1.0,
     ) -> None:
         self.url = url
         self.meta_ttl = meta_ttl
         self.presence_ttl = presence_ttl
         self.reconnect_delay = reconnect_delay
-        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=False)
+        self.timeout = timeout
+        self.health_interval = health_interval
+        # One retry on a broken connection (a pooled socket that died with a Redis
+        # restart); none on a timeout, which may mean the command did run.
+        self._redis: aioredis.Redis = aioredis.from_url(
+            url, decode_responses=False, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 1,
+                        supported_errors=(RedisConnectionError,)))
+        # Pub/sub has a client of its own that never reconnects by itself: a lost
+        # connection must reach _read_loop, which resubscribes and reports the gap.
+        self._sub_client: aioredis.Redis = aioredis.from_url(
+            url, decode_responses=False, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0))
         self._publish = self._redis.register_script(_PUBLISH)
         self._position = self._redis.register_script(_POSITION)
         self._history = self._redis.register_script(_HISTORY)
         self._lease = self._redis.register_script(_LEASE)
+        self._presence = self._redis.register_script(_PRESENCE)
         self._pubsub: Any = None
         self._channels: set[str] = set()
+        self._confirm: dict[bytes, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._ping_pending = False
         self._reader: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._healthy = False
@@ -135,7 +199,7 @@ class RedisBroker(Broker):
             await self._redis.ping()
         except (RedisError, OSError) as exc:
             raise BrokerError("connect", f"{self.url}: {exc}") from exc
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = self._sub_client.pubsub()
         self._healthy = True
         self._reader = asyncio.ensure_future(self._read_loop())
         self._refresher = asyncio.ensure_future(self._refresh_presence_loop())
@@ -146,14 +210,23 @@ class RedisBroker(Broker):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        for (channel, client) in list(self._local_presence):
-            with contextlib.suppress(RedisError, OSError):
-                await self.remove_presence(channel, client)
+        if self._healthy and self._local_presence:  # otherwise they expire by themselves
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, client in self._local_presence:
+                            pres, pexp = _presence_keys(channel)
+                            pipe.hdel(pres, client)
+                            pipe.zrem(pexp, client)
+                        await pipe.execute()
+        self._local_presence.clear()
+        self._healthy = False
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+        for client in (self._sub_client, self._redis):
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     # -- streams ----------------------------------------------------------------------------
     async def publish(self, channel: str, data: Any, *, client: str | None = None,
@@ -178,24 +251,37 @@ class RedisBroker(Broker):
             raise BrokerError("publish an event", str(exc)) from exc
 
     async def subscribe(self, channel: str) -> None:
+        """Subscribe; returns once Redis confirmed it (so no later publication is missed)."""
+        if not self._healthy or self._pubsub is None:
+            raise BrokerError("subscribe", "redis is unreachable; reconnecting")
+        topic = _topic(channel)
+        key = topic.encode()
+        fut = asyncio.get_running_loop().create_future()
+        self._confirm[key] = fut
         self._channels.add(channel)
         try:
-            await self._pubsub.subscribe(_topic(channel))
-        except (RedisError, OSError) as exc:
+            await self._pubsub.subscribe(topic)
+            self._wake.set()  # the read loop reads the confirmation
+            await asyncio.wait_for(fut, self.timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
             self._channels.discard(channel)
-            raise BrokerError("subscribe", str(exc)) from exc
+            raise BrokerError("subscribe", str(exc) or "redis did not confirm") from exc
+        finally:
+            if self._confirm.get(key) is fut:
+                del self._confirm[key]
 
     async def unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
+        self._channels.discard(channel)  # nothing more is delivered from now on
+        if not self._healthy:
+            return  # the reconnection subscribes only the channels still wanted
         try:
             await self._pubsub.unsubscribe(_topic(channel))
         except (RedisError, OSError) as exc:
             raise BrokerError("unsubscribe", str(exc)) from exc
 
     async def position(self, channel: str) -> StreamPosition:
-        meta, _ = _keys(channel)
         try:
-            offset, epoch = await self._position(keys=[meta],
+            offset, epoch = await self._position(keys=list(_keys(channel)),
                                                  args=[secrets.token_hex(4), self.meta_ttl])
         except (RedisError, OSError) as exc:
             raise BrokerError("read the stream position", str(exc)) from exc
@@ -211,7 +297,8 @@ class RedisBroker(Broker):
             raise BrokerError("read history", str(exc)) from exc
         top, epoch_s = int(offset), epoch.decode()
         horizon = time.time() * 1000 - int(ttl) * 1000  # by age, as the namespace asks
-        pubs = [p for p in (self._parse(channel, m) for m in raw) if p and p.ts >= horizon]
+        pubs = [p for p in (self._parse(channel, m) for m in raw)
+                if p and p.ts >= horizon and p.epoch == epoch_s]
         if since is None:
             if limit is not None:
                 pubs = pubs[-limit:] if limit > 0 else []
@@ -237,58 +324,147 @@ class RedisBroker(Broker):
     async def _read_loop(self) -> None:
         while True:
             try:
-                if not self._channels:
-                    await asyncio.sleep(0.05)
-                    continue
-                msg = await self._pubsub.get_message(timeout=1.0)
-                if msg is None or msg.get("type") != "message":
-                    continue
-                self._dispatch(msg["channel"].decode()[6:], msg["data"])
+                if self._channels and self._pubsub.connection is not None:
+                    await self._read()
+                else:
+                    await self._idle()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("redis pub/sub lost: %s; reconnecting", exc)
-                self._healthy = False
+                self._lost(exc)
                 await self._reconnect()
+
+    async def _read(self) -> None:
+        """Deliver what arrives; PING a quiet connection, and give it up if that goes unanswered."""
+        msg = await self._pubsub.get_message(timeout=self.health_interval)
+        if msg is None:
+            if self._ping_pending:
+                raise RedisTimeoutError(f"no answer to PING within {self.health_interval:g} s")
+            self._ping_pending = True
+            await self._pubsub.ping()
+            return
+        self._ping_pending = False  # anything at all proves the connection alive
+        self._handle(msg)
+
+    async def _idle(self) -> None:
+        """No channel: wait for a subscription, checking every so often that Redis answers."""
+        self._wake.clear()
+        if self._channels and self._pubsub.connection is not None:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.health_interval)
+        except TimeoutError:
+            await self._redis.ping()
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "message":
+            channel = msg["channel"].decode()[len(_TOPIC_PREFIX):]
+            if channel in self._channels:  # not after unsubscribe(), even if Redis sent it
+                self._dispatch(channel, msg["data"])
+        elif kind == "subscribe":
+            fut = self._confirm.pop(msg["channel"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     def _dispatch(self, channel: str, raw: bytes) -> None:
         handler = self._handler
         if handler is None:
             return
-        if raw[:1] == b"p":
-            pub = self._parse(channel, raw)
-            if pub is not None:
-                handler.on_publication(pub)
-        elif raw[:1] == b"e":
-            handler.on_event(channel, msgspec.msgpack.decode(raw[1:]))
+        try:
+            if raw[:1] == b"p":
+                pub = self._parse(channel, raw)
+                if pub is not None:
+                    handler.on_publication(pub)
+            elif raw[:1] == b"e":
+                handler.on_event(channel, msgspec.msgpack.decode(raw[1:]))
+        except Exception:  # a handler's bug must not stop delivery of everything else
+            log.exception("delivering a message of channel %s failed", channel)
+
+    def _lost(self, exc: BaseException) -> None:
+        self._healthy = False
+        self._ping_pending = False
+        for fut in self._confirm.values():
+            if not fut.done():
+                fut.set_exception(RedisConnectionError(f"pub/sub connection lost: {exc}"))
+        self._confirm.clear()
 
     async def _reconnect(self) -> None:
-        """Reconnect pub/sub and resubscribe every channel, however long it takes."""
+        """Reconnect pub/sub and resubscribe every channel, however long it takes.
+
+        The subscriptions are confirmed before ``on_reconnected`` runs and before
+        anything that arrived meanwhile is delivered, so a gap repair that reads
+        history then cannot miss a publication.
+        """
         while True:
             await asyncio.sleep(self.reconnect_delay)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pubsub.aclose(), self.timeout)
+            self._pubsub = self._sub_client.pubsub()
             try:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 await self._redis.ping()
-                if self._channels:
-                    await self._pubsub.subscribe(*(_topic(c) for c in self._channels))
+                channels = set(self._channels)
+                early: list[dict[str, Any]] = []
+                if channels:
+                    await self._pubsub.subscribe(*(_topic(c) for c in channels))
+                    early = await self._await_confirmations(channels)
+                stale = channels - self._channels  # unsubscribed while we reconnected
+                if stale:
+                    await self._pubsub.unsubscribe(*(_topic(c) for c in stale))
                 await self._republish_presence()
-            except (RedisError, OSError) as exc:
-                log.info("redis still unreachable: %s", exc)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.info("redis still unreachable: %s", exc or type(exc).__name__)
                 continue
             self._healthy = True
-            log.info("redis pub/sub back; %d channels resubscribed", len(self._channels))
-            if self.on_reconnected is not None:
-                self.on_reconnected(set(self._channels))
+            log.info("redis pub/sub back; %d channels resubscribed", len(channels))
+            if self.on_reconnected is not None and channels & self._channels:
+                self.on_reconnected(channels & self._channels)
+            for msg in early:
+                self._handle(msg)
             return
+
+    async def _await_confirmations(self, channels: set[str]) -> list[dict[str, Any]]:
+        """Read until Redis confirmed every subscription; return the messages read meanwhile."""
+        waiting = {_topic(c).encode() for c in channels}
+        early: list[dict[str, Any]] = []
+        async with asyncio.timeout(self.timeout):
+            while waiting:
+                msg = await self._pubsub.get_message(timeout=self.timeout)
+                if msg is None:
+                    continue
+                if msg.get("type") == "subscribe":
+                    waiting.discard(msg["channel"])
+                elif msg.get("type") == "message":
+                    early.append(msg)
+        return early
 
     async def lease(self, name: str, holder: str, ttl: float) -> bool:
         try:
             return bool(await self._lease(keys=[f"wh:lease:{name}"],
-                                          args=[holder, int(ttl * 1000)]))
+                                          args=[holder, max(1, int(ttl * 1000))]))
         except (RedisError, OSError) as exc:
             raise BrokerError("take a lease", str(exc)) from exc
+
+    async def announce(self, node: str, info: dict[str, Any], ttl: float) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset("wh:nodes", node, msgspec.json.encode(info))
+                pipe.zadd("wh:nodes:exp", {node: time.time() + ttl})
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerError("announce the node", str(exc)) from exc
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        try:
+            alive = await self._redis.zrangebyscore("wh:nodes:exp", time.time(), "+inf")
+            if not alive:
+                return {}
+            infos = await self._redis.hmget("wh:nodes", alive)
+        except (RedisError, OSError) as exc:
+            raise BrokerError("list nodes", str(exc)) from exc
+        return {n.decode(): msgspec.json.decode(i) for n, i in zip(alive, infos, strict=True)
+                if i is not None}
 
     # -- presence ---------------------------------------------------------------------------------
     async def add_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:
@@ -296,21 +472,22 @@ class RedisBroker(Broker):
         await self._write_presence(channel, client, entry)
 
     async def _write_presence(self, channel: str, client: str, entry: dict[str, Any]) -> None:
-        pres, pexp = f"wh:{{{channel}}}:pres", f"wh:{{{channel}}}:pexp"
+        pres, pexp = _presence_keys(channel)
         expires = time.time() + self.presence_ttl
+        keep_ms = max(1000, int(self.presence_ttl * 4000))  # EXPIRE 0 would delete the key
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(pres, client, msgspec.json.encode(entry))
                 pipe.zadd(pexp, {client: expires})
-                pipe.expire(pres, int(self.presence_ttl * 4))
-                pipe.expire(pexp, int(self.presence_ttl * 4))
+                pipe.pexpire(pres, keep_ms)
+                pipe.pexpire(pexp, keep_ms)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerError("record presence", str(exc)) from exc
 
     async def remove_presence(self, channel: str, client: str) -> None:
         self._local_presence.pop((channel, client), None)
-        pres, pexp = f"wh:{{{channel}}}:pres", f"wh:{{{channel}}}:pexp"
+        pres, pexp = _presence_keys(channel)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(pres, client)
@@ -320,17 +497,13 @@ class RedisBroker(Broker):
             raise BrokerError("remove presence", str(exc)) from exc
 
     async def presence(self, channel: str) -> dict[str, dict[str, Any]]:
-        pres, pexp = f"wh:{{{channel}}}:pres", f"wh:{{{channel}}}:pexp"
-        now = time.time()
         try:
-            alive = await self._redis.zrangebyscore(pexp, now, "+inf")
-            if not alive:
-                return {}
-            entries = await self._redis.hmget(pres, alive)
+            flat = await self._presence(keys=list(_presence_keys(channel)),
+                                        args=[repr(time.time())])
         except (RedisError, OSError) as exc:
             raise BrokerError("read presence", str(exc)) from exc
-        return {c.decode(): msgspec.json.decode(e) for c, e in zip(alive, entries, strict=True)
-                if e is not None}
+        return {flat[i].decode(): msgspec.json.decode(flat[i + 1])
+                for i in range(0, len(flat), 2)}
 
     async def _republish_presence(self) -> None:
         for (channel, client), entry in list(self._local_presence.items()):

@@ -9,7 +9,7 @@ import sys
 __all__ = ["main"]
 
 # each module defines add_parser(subparsers); its parser sets func=run(args) -> int
-_COMMANDS = ("serve", "config", "connect", "pubsub")
+_COMMANDS = ("serve", "config", "connect", "pubsub", "top", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from ..core.codec import CODECS, JSON
 from ..core.codes import CloseCode
 from ..metrics import Collector
 from ..node import Node
+from .admin import Admin
 from .admission import Refused
 from .api import add_api_routes
 from .connection import Connection
@@ -74,6 +75,8 @@ class WirehubServer(Sessions):
             self.registry = CollectorRegistry(auto_describe=False)
             self.registry.register(Collector(self))
             self.app.router.add_get("/metrics", self.metrics)
+        if config.admin_token:
+            Admin(self).mount()
         self.app.router.add_static("/static/", STATIC_DIR, append_version=False)
 
     async def _on_startup(self, _app: web.Application) -> None:
