@@ -22,7 +22,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["ServerConfig", "describe", "load_config", "parse_size"]
+__all__ = ["ServerConfig", "describe", "load_config", "parse_size", "reference"]
 
 MiB = 1024 * 1024
 
@@ -242,6 +242,27 @@ def describe(config: ServerConfig) -> str:
         else:
             shown = repr(value)
         lines.append(f"{f.name} = {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def reference() -> str:
+    """Every setting as a Markdown table: key, flag, environment variable, default, meaning."""
+    order = ["server", "limits", "security", "operations", "stocks"]
+    lines = ["| setting (TOML key) | flag | environment | default | meaning |",
+             "| --- | --- | --- | --- | --- |"]
+    for f in sorted(fields(ServerConfig), key=lambda f: order.index(f.metadata["group"])):
+        if f.metadata.get("hidden"):
+            continue
+        default = "unset" if f.default is None else f.default
+        if f.metadata.get("kind") == "size" and isinstance(default, int):
+            default = f"{default} ({default / MiB:g} MiB)" if default >= MiB else default
+        choices = f.metadata.get("choices")
+        meaning = f.metadata["help"] + (f" ({' / '.join(choices)})" if choices else "")
+        flag = "--" + f.name.replace("_", "-")
+        if str(f.type).startswith("bool"):
+            flag += f" / --no-{f.name.replace('_', '-')}"
+        lines.append(f"| `{f.name}` | `{flag}` | `WIREHUB_{f.name.upper()}` | `{default}` "
+                     f"| {meaning} |")
     return "\n".join(lines) + "\n"
 
 
