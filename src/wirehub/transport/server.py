@@ -47,6 +47,21 @@ async def _no_cache_static(request: web.Request, response: web.StreamResponse) -
         response.headers["Cache-Control"] = "no-cache"
 
 
+def _not_an_upgrade(request: web.Request) -> web.Response | None:
+    """A plain HTTP request on a WebSocket path: say what is missing (often a proxy)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return None
+    log.info("plain HTTP request on %s from %s without 'Upgrade: websocket' (a proxy that "
+             "drops the Upgrade and Connection headers?)", request.path, request.remote)
+    return web.Response(
+        status=426, headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        text=f"{request.path} is a WebSocket endpoint, but this request has no "
+        "'Upgrade: websocket' header. If you went through a proxy, it must pass the "
+        "Upgrade and Connection headers on (nginx: proxy_http_version 1.1; proxy_set_header "
+        "Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\"). See "
+        "docs/debugging.md.\n")
+
+
 def _offered_subprotocols(request: web.Request) -> list[str]:
     offered: list[str] = []
     for value in request.headers.getall("Sec-WebSocket-Protocol", []):
@@ -120,7 +135,7 @@ class WirehubServer(Sessions):
     # -- /echo ---------------------------------------------------------------------------------
     async def echo(self, request: web.Request) -> web.StreamResponse:
         """Echo every text and binary message back unchanged."""
-        refused = self._refuse_if_draining()
+        refused = self._refuse_if_draining() or _not_an_upgrade(request)
         if refused is not None:
             return refused
         try:  # Origin and connection limits; /echo takes no token
@@ -170,7 +185,7 @@ class WirehubServer(Sessions):
     # -- /ws --------------------------------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Protocol v1: welcome, then requests in and replies and pushes out."""
-        refused = self._refuse_if_draining()
+        refused = self._refuse_if_draining() or _not_an_upgrade(request)
         if refused is not None:
             return refused
         offered = _offered_subprotocols(request)
