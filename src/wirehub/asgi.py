@@ -35,8 +35,7 @@ from aiohttp import WSMsgType
 from multidict import CIMultiDict, MultiDict
 
 from .app import App
-from .auth import Authenticator
-from .brokers import Publication, create_broker
+from .brokers import Publication
 from .config import ServerConfig
 from .core.codec import CODECS, JSON
 from .core.codes import CloseCode
@@ -101,10 +100,7 @@ class WirehubASGI:
     def __init__(self, app: App, config: ServerConfig | None = None) -> None:
         config = config or replace(ServerConfig(), ping_interval=0.0)
         self.config = config
-        auth = Authenticator.from_settings(config.jwt_secret, config.jwt_public_key)
-        self.node = Node(app, create_broker(config.broker), name=config.node_name,
-                         unsubscribe_delay=config.unsubscribe_delay, auth=auth,
-                         max_subscriptions=config.max_subscriptions)
+        self.node = Node.from_config(app, config)
         self.sessions = Sessions(self.node, config)
         self._started = False
 

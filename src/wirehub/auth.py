@@ -107,7 +107,7 @@ class Authenticator:
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidKeyError (e.g. ES256 token, RSA key) too
             raise AuthError(f"invalid token: {exc}") from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:

@@ -85,6 +85,9 @@ class ServerConfig:
                                  "1008", "limits")
     max_subscriptions: int = _f(1_000, "channels per connection", "limits")
     max_json_depth: int = _f(32, "nesting depth of JSON frames", "limits")
+    history_max_bytes: int = _f(16 * MiB, "memory broker: all channels' history together "
+                                "(past it the oldest messages of the largest go first)",
+                                "limits", kind="size")
     handshake_timeout: float = _f(10.0, "seconds to send the upgrade request (slowloris); "
                                   "also the HTTP keep-alive idle time", "limits")
     # -- operations (docs/operations.md) ----------------------------------------------------

@@ -13,6 +13,9 @@ its channel's offset and epoch, so the node can tell:
   this node cannot be made whole here. They are closed with 4003 (retryable),
   reconnect, and recover with ``since``, which tells them ``recovered: false``
   if it must. Never silently.
+* the broker reconnected on a channel this node has not delivered anything
+  on yet: there is no offset to repair from (the subscribers' positions came
+  from their subscribe replies), so they are sent to recover the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Continuity:
         self._last: dict[str, tuple[str, int]] = {}
         self._held: dict[str, list[Publication]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._repairs: dict[str, object] = {}  # channel -> token of the repair under way
+        self._again: set[str] = set()  # reconnected during a repair: repair once more
         self.repaired = 0  #: publications fetched from history to close gaps
         self.resyncs = 0  #: channels whose subscribers had to be sent to recover
 
@@ -70,12 +75,20 @@ class Continuity:
     def broker_reconnected(self, channels: set[str]) -> None:
         """The broker's pub/sub came back: whatever was published meanwhile is missing."""
         for channel in channels:
-            if channel in self._last and channel not in self._held:
+            if channel in self._held:
+                self._again.add(channel)  # the repair under way may have read history too early
+            elif channel in self._last:
                 self._start_repair(channel, [])
+            else:
+                self.resyncs += 1
+                self._resync(channel)
 
     def forget(self, channel: str) -> None:
-        """The node stopped listening to ``channel``."""
+        """The node stopped listening to ``channel`` (a repair under way is abandoned)."""
         self._last.pop(channel, None)
+        self._held.pop(channel, None)
+        self._repairs.pop(channel, None)
+        self._again.discard(channel)
 
     def close(self) -> None:
         for task in list(self._tasks):
@@ -83,29 +96,40 @@ class Continuity:
 
     def _start_repair(self, channel: str, held: list[Publication]) -> None:
         self._held[channel] = held
-        task = asyncio.ensure_future(self._repair(channel))
+        epoch, offset = self._last[channel]
+        token = self._repairs[channel] = object()
+        task = asyncio.ensure_future(self._repair(channel, epoch, offset, token))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _repair(self, channel: str) -> None:
-        epoch, offset = self._last[channel]
+    async def _repair(self, channel: str, epoch: str, offset: int, token: object) -> None:
         try:
             hist = await self._broker.history(channel, since=offset)
         except Exception as exc:  # the broker is still unwell: let clients recover later
             log.warning("channel %s: reading history to repair a gap failed: %s", channel, exc)
             hist = None
+        if self._repairs.get(channel) is not token:
+            return  # forgotten meanwhile
+        del self._repairs[channel]
         held = self._held.pop(channel, [])
+        again = channel in self._again
+        self._again.discard(channel)
         if hist is None or not hist.complete or hist.epoch != epoch:
             self._last.pop(channel, None)
             self.resyncs += 1
             self._resync(channel)
             return
         last = offset
-        for pub in [*hist.publications, *sorted(held, key=lambda p: p.offset)]:
+        for pub in hist.publications:
             if pub.epoch == epoch and pub.offset == last + 1:
                 self._deliver(pub)
                 last = pub.offset
                 self.repaired += 1
+        for pub in sorted(held, key=lambda p: p.offset):  # then what arrived meanwhile
+            if pub.epoch == epoch and pub.offset == last + 1:
+                self._deliver(pub)
+                last = pub.offset
         self._last[channel] = (epoch, last)
-        if held and held[-1].offset > last:  # still short: history moved on meanwhile
-            self._start_repair(channel, [])
+        newest = max((p.offset for p in held), default=0)
+        if again or newest > last or any(p.epoch != epoch for p in held):
+            self._start_repair(channel, [])  # still short, or the stream moved on meanwhile

@@ -43,10 +43,12 @@ from .core.envelope import (
     namespace_of,
 )
 from .core.hub import Hub
+from .core.namespaces import Permission
 from .exceptions import RequestError, WirehubError
 from .metrics import Stats
 
 if TYPE_CHECKING:
+    from .config import ServerConfig
     from .transport.connection import Connection
 
 __all__ = ["Node"]
@@ -90,6 +92,20 @@ class Node:
         if hasattr(broker, "on_reconnected"):
             broker.on_reconnected = self.continuity.broker_reconnected
         app.bind(self)
+
+    @classmethod
+    def from_config(cls, app: App, config: ServerConfig) -> Node:
+        """The node ``wirehub serve`` and the ASGI adapter run: broker and auth from settings."""
+        from .brokers import create_broker
+
+        return cls(
+            app,
+            create_broker(config.broker, history_max_bytes=config.history_max_bytes),
+            name=config.node_name,
+            unsubscribe_delay=config.unsubscribe_delay,
+            auth=Authenticator.from_settings(config.jwt_secret, config.jwt_public_key),
+            max_subscriptions=config.max_subscriptions,
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +157,11 @@ class Node:
 
         Raises :class:`RequestError` for an error the client caused.
         """
+        identity = conn.identity
+        if identity is not None and identity.expires_at <= time.time() \
+                and not isinstance(req, Refresh):
+            conn.close_soon(CloseCode.TOKEN_EXPIRED, "token expired")
+            raise RequestError(ErrorCode.UNAUTHORIZED, "the token has expired")
         if conn.identity is None and self.auth.enabled and not isinstance(req, Connect | Ping):
             raise RequestError(ErrorCode.UNAUTHORIZED,
                                "authenticate first: send {\"op\": \"connect\", \"token\": ...}")
@@ -155,7 +176,8 @@ class Node:
                 data = hook(conn, req.channel, data)
                 if inspect.isawaitable(data):
                     data = await data
-            pub = await self.publish(req.channel, data, client=conn.client_id)
+            pub = await self.publish(req.channel, data, client=conn.client_id,
+                                     size=conn.last_frame_size)
             return self._reply(req, {"offset": pub.offset})
         if isinstance(req, Subscribe):
             self._check(conn, "subscribe", req.channel)
@@ -212,6 +234,7 @@ class Node:
                 raise AuthError("a refreshed token must be for the same user")
         except AuthError as exc:
             log.info("client %s: authentication failed: %s", conn.client_id, exc)
+            conn.identity = None  # nothing more is served on the old credentials
             conn.send(Error(id=req.id, code=ErrorCode.UNAUTHORIZED, message=str(exc)))
             conn.close_soon(CloseCode.UNAUTHORIZED, "unauthorized", flush=True)
             return None
@@ -258,8 +281,16 @@ class Node:
         timer = self._unsub_timers.pop(channel, None)
         if timer is not None:
             timer.cancel()
+        if since is not None and not allowed(opts.history, channel, conn.identity):
+            since_allowed = False  # recovery reads history: no replay without that right
+        else:
+            since_allowed = True
         try:
-            if since is not None:
+            if since is not None and not since_allowed:
+                pos = await self.broker.position(channel)
+                hist = None
+                recovered, replay = False, []
+            elif since is not None:
                 hist = await self.broker.history(channel, since=since.offset)
                 recovered = hist.complete and hist.epoch == since.epoch
                 replay = hist.publications if recovered else []
@@ -360,13 +391,14 @@ class Node:
         return result
 
     # -- publishing -----------------------------------------------------------------
-    async def publish(self, channel: str, data: Any, *, client: str | None = None) -> Publication:
+    async def publish(self, channel: str, data: Any, *, client: str | None = None,
+                      size: int = 0) -> Publication:
         """Publish through the broker; every subscribed node delivers it."""
         opts = self.namespaces.for_channel(channel)
         try:
             return await self.broker.publish(
                 channel, data, client=client,
-                history_size=opts.history_size, history_ttl=opts.history_ttl,
+                history_size=opts.history_size, history_ttl=opts.history_ttl, size=size,
             )
         except WirehubError:
             raise
@@ -406,6 +438,13 @@ class Node:
             sub.close_soon(CloseCode.INSUFFICIENT_STATE, "resync")  # type: ignore[attr-defined]
 
     def on_event(self, channel: str, event: dict[str, Any]) -> None:
+        if event.get("op") in ("join", "leave"):
+            rule = self.namespaces.for_channel(channel).presence_read
+            if rule is not Permission.ANYONE:  # only those who may read presence see it
+                for sub in self.hub.subscribers(channel):
+                    if allowed(rule, channel, sub.identity):  # type: ignore[attr-defined]
+                        sub.send(event)  # type: ignore[attr-defined]
+                return
         self.hub.broadcast(channel, event)
 
     # -- broker subscriptions ---------------------------------------------------------

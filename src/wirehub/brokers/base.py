@@ -85,8 +85,13 @@ class Broker(abc.ABC):
         client: str | None = None,
         history_size: int = 300,
         history_ttl: float = 120.0,
+        size: int = 0,
     ) -> Publication:
-        """Append to the channel's bounded history and deliver, atomically."""
+        """Append to the channel's bounded history and deliver, atomically.
+
+        ``size`` is the payload's approximate encoded size when the caller knows
+        it (a client's frame), for brokers that budget history memory.
+        """
 
     @abc.abstractmethod
     async def publish_event(self, channel: str, event: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ the history they knew is gone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -18,31 +20,76 @@ __all__ = ["MemoryBroker"]
 
 
 class _Stream:
-    __slots__ = ("items", "offset", "size", "ttl_ms")
+    __slots__ = ("bytes", "items", "offset", "size", "sizes", "ttl_ms")
 
     def __init__(self) -> None:
         self.offset = 0
         self.items: deque[Publication] = deque()
+        self.sizes: deque[int] = deque()  #: approximate bytes of each item
+        self.bytes = 0
         self.size = 0
         self.ttl_ms = 0.0
 
-    def trim(self, now_ms: int) -> None:
+    def pop_oldest(self) -> int:
+        self.items.popleft()
+        freed = self.sizes.popleft()
+        self.bytes -= freed
+        return freed
+
+    def trim(self, now_ms: int) -> int:
+        """Drop what is over the count or past the age; return the bytes freed."""
+        freed = 0
         items = self.items
         while len(items) > self.size:
-            items.popleft()
+            freed += self.pop_oldest()
         horizon = now_ms - self.ttl_ms
         while items and items[0].ts < horizon:
-            items.popleft()
+            freed += self.pop_oldest()
+        return freed
 
 
 class MemoryBroker(Broker):
     """Publications never leave the process; history is kept per channel."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, history_max_bytes: int = 16 * 1024 * 1024,
+                 sweep_interval: float = 5.0) -> None:
         self.epoch = secrets.token_hex(4)
+        #: all channels' history together stays under this many (approximate) bytes:
+        #: past it, the oldest messages of the largest histories go first
+        self.history_max_bytes = history_max_bytes
+        self.history_bytes = 0
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._streams: dict[str, _Stream] = {}
         self._subscribed: set[str] = set()
         self._presence: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.ensure_future(self._sweep_loop())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep_loop(self) -> None:
+        """Apply the age limit to channels nobody publishes to any more."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)  # a period, not an event
+            now_ms = int(time.time() * 1000)
+            for stream in list(self._streams.values()):
+                self.history_bytes -= stream.trim(now_ms)
+
+    def _evict(self) -> None:
+        """Over the byte budget: drop the oldest messages of the largest histories."""
+        target = self.history_max_bytes * 0.9
+        streams = sorted(self._streams.values(), key=lambda st: st.bytes, reverse=True)
+        for stream in streams:
+            while stream.items and self.history_bytes > target:
+                self.history_bytes -= stream.pop_oldest()
+            if self.history_bytes <= target:
+                return
 
     async def publish(
         self,
@@ -52,6 +99,7 @@ class MemoryBroker(Broker):
         client: str | None = None,
         history_size: int = 300,
         history_ttl: float = 120.0,
+        size: int = 0,
     ) -> Publication:
         stream = self._streams.get(channel)
         if stream is None:
@@ -61,10 +109,18 @@ class MemoryBroker(Broker):
         pub = Publication(channel, data, stream.offset, self.epoch, client, now_ms)
         if history_size > 0:
             stream.size, stream.ttl_ms = history_size, history_ttl * 1000
+            cost = size + 200  # the Publication and its bookkeeping
             stream.items.append(pub)
-            stream.trim(now_ms)
+            stream.sizes.append(cost)
+            stream.bytes += cost
+            self.history_bytes += cost - stream.trim(now_ms)
+            if self.history_bytes > self.history_max_bytes:
+                self._evict()
         elif stream.items:
+            self.history_bytes -= stream.bytes
             stream.items.clear()
+            stream.sizes.clear()
+            stream.bytes = 0
         if channel in self._subscribed and self._handler is not None:
             self._handler.on_publication(pub)
         return pub
@@ -89,7 +145,7 @@ class MemoryBroker(Broker):
         stream = self._streams.get(channel)
         if stream is None:
             return History([], 0, self.epoch, complete=since is None or since == 0)
-        stream.trim(int(time.time() * 1000))
+        self.history_bytes -= stream.trim(int(time.time() * 1000))
         items = stream.items
         if since is None:
             pubs = list(items)

@@ -139,10 +139,11 @@ def _topic(channel: str) -> str:
 class RedisBroker(Broker):
     """Channels, history and presence in Redis; ``redis://host:port/db``.
 
-    ``timeout`` bounds every command and subscription (``socket_timeout`` in
-    the URL overrides it for commands); ``health_interval`` is how long the
-    pub/sub connection may stay quiet before it is PINGed, and how long the
-    PING may take.
+    ``timeout`` bounds every command, the wait for one of the
+    ``max_connections`` pooled connections, and every subscription
+    (``socket_timeout`` in the URL overrides it for commands);
+    ``health_interval`` is how long the pub/sub connection may stay quiet
+    before it is PINGed, and how long the PING may take.
     """
 
     def __init__(
@@ -154,6 +155,7 @@ class RedisBroker(Broker):
         reconnect_delay: float = 0.5,
         timeout: float = 5.0,
         health_interval: float = 1.0,
+        max_connections: int = 64,
     ) -> None:
         self.url = url
         self.meta_ttl = meta_ttl
@@ -161,12 +163,16 @@ class RedisBroker(Broker):
         self.reconnect_delay = reconnect_delay
         self.timeout = timeout
         self.health_interval = health_interval
-        # One retry on a broken connection (a pooled socket that died with a Redis
-        # restart); none on a timeout, which may mean the command did run.
-        self._redis: aioredis.Redis = aioredis.from_url(
-            url, decode_responses=False, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 1,
-                        supported_errors=(RedisConnectionError,)))
+        # Commands wait (up to ``timeout``) for one of ``max_connections`` instead of
+        # failing with "Too many connections" under a burst. One retry on a broken
+        # connection (a pooled socket that died with a Redis restart); none on a
+        # timeout, which may mean the command did run.
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout, decode_responses=False,
+                socket_timeout=timeout, socket_connect_timeout=timeout,
+                retry=Retry(ExponentialWithJitterBackoff(cap=0.2, base=0.02), 1,
+                            supported_errors=(RedisConnectionError,))))
         # Pub/sub has a client of its own that never reconnects by itself: a lost
         # connection must reach _read_loop, which resubscribes and reports the gap.
         self._sub_client: aioredis.Redis = aioredis.from_url(
@@ -220,7 +226,7 @@ class RedisBroker(Broker):
                             pipe.zrem(pexp, client)
                         await pipe.execute()
         self._local_presence.clear()
-        self._healthy = False
+        self._lost(BrokerError("close"))  # a subscribe() still waiting gives up now
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
@@ -230,7 +236,8 @@ class RedisBroker(Broker):
 
     # -- streams ----------------------------------------------------------------------------
     async def publish(self, channel: str, data: Any, *, client: str | None = None,
-                      history_size: int = 300, history_ttl: float = 120.0) -> Publication:
+                      history_size: int = 300, history_ttl: float = 120.0,
+                      size: int = 0) -> Publication:
         ts = int(time.time() * 1000)
         body = _body.encode((data, client, ts))
         meta, hist = _keys(channel)
@@ -334,6 +341,10 @@ class RedisBroker(Broker):
                 log.warning("redis pub/sub lost: %s; reconnecting", exc)
                 self._lost(exc)
                 await self._reconnect()
+            except Exception as exc:  # our bug: log it, and keep delivering
+                log.exception("redis pub/sub reader failed; reconnecting")
+                self._lost(exc)
+                await self._reconnect()
 
     async def _read(self) -> None:
         """Deliver what arrives; PING a quiet connection, and give it up if that goes unanswered."""
@@ -413,7 +424,7 @@ class RedisBroker(Broker):
                 if stale:
                     await self._pubsub.unsubscribe(*(_topic(c) for c in stale))
                 await self._republish_presence()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError, BrokerError) as exc:
                 log.info("redis still unreachable: %s", exc or type(exc).__name__)
                 continue
             self._healthy = True

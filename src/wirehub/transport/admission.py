@@ -37,10 +37,16 @@ def _refuse(status: int, text: str, **headers: str) -> Refused:
 
 
 def _origin_key(url: str) -> str:
-    """``scheme://host:port`` with default ports made explicit, lower case."""
+    """``host:port`` with default ports made explicit, lower case; ValueError if malformed."""
     parts = urlsplit(url.strip().lower())
     port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme, 0)
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
     return f"{parts.hostname}:{port}"
+
+
+def _hostname(url: str) -> str:
+    return _origin_key(url).rsplit(":", 1)[0]
 
 
 class Admission:
@@ -66,14 +72,23 @@ class Admission:
         origin = request.headers.get("Origin")
         if origin is None or self.any_origin:
             return  # non-browser clients send no Origin
-        key = _origin_key(origin)
-        if self.origins:
-            if key in self.origins:
-                return
-        else:  # default: same host as the one the client addressed
-            scheme = "https" if request.secure else "http"
-            if key == _origin_key(f"{scheme}://{request.host}"):
-                return
+        try:
+            key = _origin_key(origin)
+            if self.origins:
+                if key in self.origins:
+                    return
+            else:  # default: same host as the one the client addressed
+                scheme = "https" if request.secure else "http"
+                host = request.host
+                if ":" not in host.rsplit("]", 1)[-1]:
+                    # no port in Host: behind a TLS-terminating proxy the scheme we see
+                    # is not the browser's, so compare host names only
+                    if _hostname(origin) == _hostname(f"{scheme}://{host}"):
+                        return
+                elif key == _origin_key(f"{scheme}://{host}"):
+                    return
+        except ValueError:
+            pass  # a malformed Origin or Host is refused like a foreign one
         log.info("refused handshake from %s: origin %s not allowed", request.remote, origin)
         raise _refuse(403, f"origin {origin} is not allowed")
 

@@ -45,6 +45,7 @@ class Connection:
         "_closing_task",
         "_flows",
         "_flush_waiter",
+        "_pong_payload",
         "_queue",
         "_queued_bytes",
         "_waiter",
@@ -61,9 +62,11 @@ class Connection:
         "dropped",
         "identity",
         "info",
+        "last_frame_size",
         "max_queue",
         "message_bucket",
         "ping_sent_at",
+        "pong_pending",
         "refresh_asked",
         "remote",
         "request",
@@ -98,6 +101,11 @@ class Connection:
         self.message_bucket: TokenBucket | None = None
         self.byte_bucket: TokenBucket | None = None
         self.strikes = 0
+        #: size of the frame being handled (history memory accounting)
+        self.last_frame_size = 0
+        #: a pong is queued and not yet sent: further pings are not answered twice
+        self.pong_pending = False
+        self._pong_payload = b""
         #: the node's counters (error frames are counted as they are sent)
         self.stats: Stats | None = None
         self._flush_waiter: asyncio.Future[None] | None = None
@@ -247,10 +255,21 @@ class Connection:
         self._wake()
 
     def send_control(self, opcode: WSMsgType, payload: bytes = b"") -> None:
-        """Queue a ping or pong (RFC 6455 §5.5.2, §5.5.3)."""
-        if self.open:
-            self._queue.append((payload, opcode, None))
-            self._wake()
+        """Queue a ping or pong (RFC 6455 §5.5.2, §5.5.3).
+
+        At most one pong waits at a time, carrying the most recent ping's
+        payload: a peer that floods pings while not reading cannot grow the
+        queue (§5.5.3 lets an endpoint answer only the most recent ping).
+        """
+        if not self.open:
+            return
+        if opcode is _PONG:
+            self._pong_payload = payload
+            if self.pong_pending:
+                return
+            self.pong_pending = True
+        self._queue.append((payload, opcode, None))
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -267,6 +286,8 @@ class Connection:
                     payload, opcode, _channel = queue.popleft()
                     if opcode is _TEXT or opcode is _BINARY:
                         self._queued_bytes -= len(payload)
+                    elif opcode is _PONG:
+                        payload, self.pong_pending = self._pong_payload, False
                     if debug:
                         log.debug("frame out: %s, %d bytes: %r", opcode.name.lower(),
                                   len(payload), payload[:80])

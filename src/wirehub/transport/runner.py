@@ -15,8 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from ..app import App
-from ..auth import Authenticator
-from ..brokers import create_broker
 from ..config import ServerConfig
 from ..exceptions import ConfigError
 from ..node import Node
@@ -45,10 +43,7 @@ class ServerRunner:
 
     def __init__(self, app: App, config: ServerConfig | None = None) -> None:
         self.config = config = config or ServerConfig()
-        auth = Authenticator.from_settings(config.jwt_secret, config.jwt_public_key)
-        self.node = Node(app, create_broker(config.broker), name=config.node_name,
-                         unsubscribe_delay=config.unsubscribe_delay, auth=auth,
-                         max_subscriptions=config.max_subscriptions)
+        self.node = Node.from_config(app, config)
         self.server = WirehubServer(self.node, config)
         self.ssl_context = _ssl_context(config)
         # aiohttp's keep-alive timer runs from the moment a connection is made, so it

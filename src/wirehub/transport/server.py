@@ -237,7 +237,10 @@ class WirehubServer(Sessions):
             elif mtype is WSMsgType.PONG:
                 conn.ping_sent_at = None
             elif mtype is WSMsgType.CLOSE:
-                conn.close_code = msg.data or CloseCode.NO_STATUS
+                code = msg.data or CloseCode.NO_STATUS
+                # what a peer may not send is recorded as the 1002 it gets back
+                conn.close_code = code if code == CloseCode.NO_STATUS or valid_close_code(code) \
+                    else CloseCode.PROTOCOL_ERROR
                 await conn.finish_sending(timeout=1.0)  # replies already queued still go
                 await self._answer_close(ws, msg.data)
                 return

@@ -95,8 +95,11 @@ class Sessions:
     async def on_data(self, conn: Connection, data: bytes | str, binary: bool) -> bool:
         """Handle one text or binary message; False when the connection must end."""
         conn.ping_sent_at = None  # any traffic proves the peer alive
+        if not conn.open:  # a close is under way: nothing more is served
+            return False
         stats = self.node.stats
         stats.bytes_in += len(data)
+        conn.last_frame_size = len(data)
         if len(data) > self.config.max_message_size:  # RFC 6455 §7.4.1
             await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return False

@@ -8,8 +8,8 @@ from aiohttp import WSMsgType, web
 
 from ._common import parse_port, run_forever
 
-BROADCAST: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("broadcast", set)
-CHANNELS: web.AppKey[dict[str, set[web.WebSocketResponse]]] = web.AppKey("channels", dict)
+BROADCAST = web.AppKey("broadcast", set[web.WebSocketResponse])
+CHANNELS = web.AppKey("channels", dict[str, set[web.WebSocketResponse]])
 
 
 async def echo(request: web.Request) -> web.WebSocketResponse:
@@ -65,6 +65,8 @@ async def pubsub(request: web.Request) -> web.WebSocketResponse:
 
 def make_app() -> web.Application:
     app = web.Application()
+    app[BROADCAST] = set()
+    app[CHANNELS] = {}
     app.router.add_get("/echo", echo)
     app.router.add_get("/broadcast", broadcast)
     app.router.add_get("/pubsub", pubsub)

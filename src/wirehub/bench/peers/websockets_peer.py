@@ -58,7 +58,7 @@ def main() -> None:
     port = parse_port("websockets peer for wirehub bench")
     # compression=None: the load generator never offers permessage-deflate anyway
     run_forever(lambda: serve(handler, "127.0.0.1", port, compression=None,
-                              ping_interval=None, max_queue=None))
+                              ping_interval=None))
 
 
 if __name__ == "__main__":
