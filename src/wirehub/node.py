@@ -44,7 +44,7 @@ from .core.envelope import (
 )
 from .core.hub import Hub
 from .core.namespaces import Permission
-from .exceptions import RequestError, WirehubError
+from .exceptions import BrokerError, RequestError, WirehubError
 from .metrics import Stats
 
 if TYPE_CHECKING:
@@ -314,7 +314,9 @@ class Node:
             if since is not None:
                 result["recovered"] = recovered
             conn.send(Reply(id=request_id, result=result))
-        last = 0
+        # the client has everything up to ``last``: held pushes at or below it are
+        # duplicates (pub/sub may deliver what the history read already covered)
+        last = since.offset if recovered else offset
         for pub in replay:
             conn.send(self._push(pub))
             last = pub.offset
@@ -458,7 +460,10 @@ class Node:
                 del self._broker_subs[channel]
                 fut.set_exception(exc)
                 fut.exception()  # mark retrieved; waiters get it through await
-                log.exception("broker subscribe to %s failed", channel)
+                if isinstance(exc, BrokerError):
+                    log.warning("broker subscribe to %s failed: %s", channel, exc)
+                else:
+                    log.exception("broker subscribe to %s failed", channel)
                 raise RequestError(ErrorCode.INTERNAL, "could not subscribe, try again") from exc
             fut.set_result(None)
         else:

@@ -209,6 +209,10 @@ def run_loadgen(node_dir: Path, server: ServerProcess, scenario: Scenario, pinni
             proc.communicate()
             raise BenchError(f"the load generator did not finish {scenario.name} within "
                              f"{scenario.timeout + 30:g} s") from None
+        except BaseException:  # interrupted: do not leave the load generator running
+            proc.kill()
+            proc.wait()
+            raise
     lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.startswith("{")]
     if not lines:
         raise BenchError(f"the load generator printed no result (exit {proc.returncode}); "

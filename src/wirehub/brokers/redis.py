@@ -427,10 +427,16 @@ class RedisBroker(Broker):
             except (RedisError, OSError, TimeoutError, BrokerError) as exc:
                 log.info("redis still unreachable: %s", exc or type(exc).__name__)
                 continue
+            except Exception:  # our bug: keep trying rather than stop delivering for good
+                log.exception("reconnecting to redis failed")
+                continue
             self._healthy = True
             log.info("redis pub/sub back; %d channels resubscribed", len(channels))
             if self.on_reconnected is not None and channels & self._channels:
-                self.on_reconnected(channels & self._channels)
+                try:
+                    self.on_reconnected(channels & self._channels)
+                except Exception:
+                    log.exception("on_reconnected failed")
             for msg in early:
                 self._handle(msg)
             return
@@ -467,8 +473,15 @@ class RedisBroker(Broker):
             raise BrokerError("announce the node", str(exc)) from exc
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
+        now = time.time()
         try:
-            alive = await self._redis.zrangebyscore("wh:nodes:exp", time.time(), "+inf")
+            dead = await self._redis.zrangebyscore("wh:nodes:exp", "-inf", now)
+            if dead:  # forget nodes that stopped announcing themselves
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.zrem("wh:nodes:exp", *dead)
+                    pipe.hdel("wh:nodes", *dead)
+                    await pipe.execute()
+            alive = await self._redis.zrangebyscore("wh:nodes:exp", now, "+inf")
             if not alive:
                 return {}
             infos = await self._redis.hmget("wh:nodes", alive)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import BenchError, BenchOptions, run_bench
     from ..bench.profile import profile_fanout
 
+    # SIGTERM unwinds like Ctrl-C, so the servers and load generator started are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     out = args.out or _default_out()
     overrides = _overrides(args.set)
     try:
