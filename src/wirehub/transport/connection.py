@@ -48,7 +48,6 @@ class Connection:
         "_pong_payload",
         "_queue",
         "_queued_bytes",
-        "_waiter",
         "_writer_task",
         "_ws",
         "byte_bucket",
@@ -126,7 +125,6 @@ class Connection:
         self.ping_sent_at: float | None = None
         self._queue: deque[tuple[bytes, WSMsgType, str | None]] = deque()
         self._queued_bytes = 0
-        self._waiter: asyncio.Future[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._closing_task: asyncio.Task[None] | None = None
 
@@ -155,7 +153,10 @@ class Connection:
 
     # -- outbound ---------------------------------------------------------------------
     def start(self) -> None:
-        self._writer_task = asyncio.ensure_future(self._write_loop())
+        """Nothing to start: a writer task runs only while there is something to send.
+
+        An idle connection holds no task and no future (memory per connection).
+        """
 
     def send(self, envelope: Any) -> None:
         """Encode ``envelope`` with this client's codec and queue it."""
@@ -272,13 +273,11 @@ class Connection:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._writer_task is None and self.state.state is not ConnectionState.CLOSED:
+            self._writer_task = asyncio.ensure_future(self._write_loop())
 
     async def _write_loop(self) -> None:
         queue, ws = self._queue, self._ws
-        loop = asyncio.get_running_loop()
         debug = log.isEnabledFor(logging.DEBUG)
         try:
             while True:
@@ -299,9 +298,8 @@ class Connection:
                     continue
                 if self._flush_waiter is not None and not self._flush_waiter.done():
                     self._flush_waiter.set_result(None)
-                self._waiter = loop.create_future()
-                await self._waiter
-                self._waiter = None
+                self._writer_task = None  # no await after this: _wake starts a new one
+                return
         except (ConnectionError, RuntimeError) as exc:
             log.debug("client %s: write failed: %s", self.client_id, exc)
             if self.open:  # once closing, the close handshake owns the socket
@@ -374,8 +372,6 @@ class Connection:
         """Called by the server once the connection is over."""
         if self._writer_task is not None:
             self._writer_task.cancel()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.cancel()
         self._drop_outbound()
         self.state.fire(StateEvent.CONNECTION_LOST)
 
