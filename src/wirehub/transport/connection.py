@@ -17,6 +17,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
+from websockets.frames import Frame as _Frame
+from websockets.frames import Opcode
 
 from ..auth import Identity
 from ..core.codec import Codec
@@ -37,6 +39,43 @@ log = logging.getLogger("wirehub.connection")
 _TEXT, _BINARY, _PING, _PONG = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG
 
 
+_FAST_LIMIT = 64 * 1024  #: transport buffer past which frames take the queue instead
+_OP_TEXT, _OP_BINARY = Opcode.TEXT, Opcode.BINARY
+
+
+class _Flusher:
+    """Writes every connection's gathered frames once per event-loop turn."""
+
+    __slots__ = ("_loop", "_pending", "_scheduled")
+
+    def __init__(self) -> None:
+        self._pending: list[Connection] = []
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def schedule(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests, embedding): start afresh
+            self._loop, self._pending, self._scheduled = loop, [], False
+        self._pending.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._scheduled = False
+        for conn in pending:
+            try:
+                conn.flush()
+            except Exception:  # one broken socket must not stop the others
+                log.exception("client %s: write failed", conn.client_id)
+                conn.close_soon(CloseCode.ABNORMAL, "write failed")
+
+
+_FLUSHER = _Flusher()
+
+
 class Connection:
     """A connected client as app handlers see it (``conn`` in ``@app.on``)."""
 
@@ -45,9 +84,11 @@ class Connection:
         "_closing_task",
         "_flows",
         "_flush_waiter",
+        "_out",
         "_pong_payload",
         "_queue",
         "_queued_bytes",
+        "_transport",
         "_writer_task",
         "_ws",
         "byte_bucket",
@@ -108,6 +149,8 @@ class Connection:
         #: the node's counters (error frames are counted as they are sent)
         self.stats: Stats | None = None
         self._flush_waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None  #: set when the fast path is on
+        self._out: list[bytes] = []  #: serialized frames for this loop turn's write
         #: what the app says about this client; shown in presence entries
         self.info: dict[str, Any] = {}
         #: channels this client is subscribed to (kept by the node)
@@ -153,10 +196,19 @@ class Connection:
 
     # -- outbound ---------------------------------------------------------------------
     def start(self) -> None:
-        """Nothing to start: a writer task runs only while there is something to send.
+        """Decide the write path. A writer task runs only while the slow path has work.
 
-        An idle connection holds no task and no future (memory per connection).
+        Fast path (no permessage-deflate, not debugging): frames are serialized
+        with websockets' sans-I/O ``Frame`` and gathered per connection; once per
+        event-loop turn they go out in a single ``transport.write``. No task,
+        future or syscall per delivered message. When the socket backs up, or
+        for control frames, frames take the queue and the writer task, which
+        waits for the socket to drain.
         """
+        transport = self.request.transport
+        compressed = getattr(self._ws, "compress", 0)
+        if transport is not None and not compressed and not log.isEnabledFor(logging.DEBUG):
+            self._transport = transport
 
     def send(self, envelope: Any) -> None:
         """Encode ``envelope`` with this client's codec and queue it."""
@@ -243,6 +295,15 @@ class Connection:
                 i += 1
 
     def _enqueue(self, payload: bytes, binary: bool, channel: str | None) -> None:
+        transport = self._transport
+        if (transport is not None and not self._queue and self._writer_task is None
+                and transport.get_write_buffer_size() < _FAST_LIMIT):
+            if not self._out:
+                _FLUSHER.schedule(self)
+            # RFC 6455 §5.2 framing by the websockets library (server frames are unmasked)
+            self._out.append(_Frame(_OP_BINARY if binary else _OP_TEXT, payload)
+                             .serialize(mask=False, extensions=[]))
+            return
         self._queued_bytes += len(payload)
         if self._queued_bytes > self.max_queue:
             log.warning(
@@ -341,6 +402,7 @@ class Connection:
 
     async def finish_sending(self, timeout: float) -> None:
         """The peer started the close: send what is queued (RFC 6455 §5.5.1), then stop."""
+        self.flush()
         if self.state.can(StateEvent.CLOSE_STARTED):
             self.state.fire(StateEvent.CLOSE_STARTED)  # deliver() takes nothing more
         if self._queue and self._writer_task is not None and not self._writer_task.done():
@@ -348,6 +410,18 @@ class Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._flush_waiter), timeout)
         self.stop_sending()
+
+    def flush(self) -> None:
+        """Write the frames gathered this loop turn in one go (called by the flusher)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        transport = self._transport
+        if transport is None or transport.is_closing() or self.state.state is \
+                ConnectionState.CLOSED:
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def stop_sending(self) -> None:
         """Enter CLOSING: drop what is queued and stop the writer.
@@ -376,6 +450,8 @@ class Connection:
         self.state.fire(StateEvent.CONNECTION_LOST)
 
     def _drop_outbound(self) -> None:
+        self._out = []
+        self._transport = None
         self._queue.clear()
         self._queued_bytes = 0
         self._backlog.clear()
