@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8765
 ARGS   ?=
 
-.PHONY: run test lint autobahn clean
+.PHONY: run test lint autobahn clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,12 @@ autobahn: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache node_modules tests/interop/node_modules
+
+# wirehub vs Node ws and Python peers (docs/performance.md): make bench ARGS=--quick
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(VENV)/bin/wirehub bench --out bench/results $(ARGS)

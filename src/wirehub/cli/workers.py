@@ -32,21 +32,27 @@ def run_workers(argv: list[str], config: ServerConfig) -> int:
     holder.bind((config.host, config.port))
     port = holder.getsockname()[1]
     base = config.node_name or f"{socket.gethostname()}-{port}"
-    children = [
-        subprocess.Popen([sys.executable, "-m", "wirehub", *argv, "--port", str(port),
-                          "--workers", "1", "--reuse-port", "--node-name", f"{base}-w{i}"])
-        for i in range(config.workers)
-    ]
-    print(f"wirehub: {config.workers} workers on port {port} (pids "
-          f"{' '.join(str(c.pid) for c in children)})", flush=True)
+    children: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    # Before the first child starts: a SIGTERM during start-up must not kill this
+    # process with its default action and leave the workers running, orphaned.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for i in range(config.workers):
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "wirehub", *argv, "--port", str(port),
+             "--workers", "1", "--reuse-port", "--node-name", f"{base}-w{i}"]))
+    if received:  # a signal came while they started: the later ones get it too
+        forward(received[-1], None)
+    print(f"wirehub: {config.workers} workers on port {port} (pids "
+          f"{' '.join(str(c.pid) for c in children)})", flush=True)
     codes = [child.wait() for child in children]
     holder.close()
     return 0 if all(code == 0 for code in codes) else 1

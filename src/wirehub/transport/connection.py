@@ -105,6 +105,7 @@ class Connection:
         "last_frame_size",
         "max_queue",
         "message_bucket",
+        "open",
         "ping_sent_at",
         "pong_pending",
         "refresh_asked",
@@ -164,6 +165,9 @@ class Connection:
         self._flows: dict[str, Flow] = {}
         self._backlog: dict[str, tuple[bytes, bool]] = {}
         self.state = StateMachine(ConnectionState.OPEN)
+        #: state is OPEN (a plain attribute: it is read on every delivery)
+        self.open = True
+        self.state.add_listener(self._state_changed)
         self.close_code: int | None = None
         self.ping_sent_at: float | None = None
         self._queue: deque[tuple[bytes, WSMsgType, str | None]] = deque()
@@ -190,9 +194,8 @@ class Connection:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
-    @property
-    def open(self) -> bool:
-        return self.state.state is ConnectionState.OPEN
+    def _state_changed(self, _old: ConnectionState, new: ConnectionState) -> None:
+        self.open = new is ConnectionState.OPEN
 
     # -- outbound ---------------------------------------------------------------------
     def start(self) -> None:
