@@ -320,7 +320,7 @@ class Node:
         for pub in replay:
             conn.send(self._push(pub))
             last = pub.offset
-        for push in self.hub.release(channel, conn):
+        for push in self.hub.release(channel, conn, floor=(epoch, last)):
             if not isinstance(push, MessagePush) or push.offset > last:
                 conn.deliver(conn.codec.encode(push), conn.codec.binary, channel)
         if opts.presence:

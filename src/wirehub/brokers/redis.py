@@ -269,7 +269,8 @@ class RedisBroker(Broker):
         try:
             await self._pubsub.subscribe(topic)
             self._wake.set()  # the read loop reads the confirmation
-            await asyncio.wait_for(fut, self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: it can eat a
+                await fut  # cancellation on Python 3.11
         except (RedisError, OSError, TimeoutError) as exc:
             self._channels.discard(channel)
             raise BrokerError("subscribe", str(exc) or "redis did not confirm") from exc
@@ -364,7 +365,8 @@ class RedisBroker(Broker):
         if self._channels and self._pubsub.connection is not None:
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), self.health_interval)
+            async with asyncio.timeout(self.health_interval):
+                await self._wake.wait()
         except TimeoutError:
             await self._redis.ping()
 
@@ -411,7 +413,8 @@ class RedisBroker(Broker):
         while True:
             await asyncio.sleep(self.reconnect_delay)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pubsub.aclose(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self._pubsub.aclose()
             self._pubsub = self._sub_client.pubsub()
             try:
                 await self._redis.ping()

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..app import App
 from ..config import ServerConfig, load_config
-from ..exceptions import ConfigError
+from ..exceptions import BrokerError, ConfigError
 from ..logs import setup_logging
 
 __all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
@@ -135,8 +135,12 @@ async def serve(app: App, config: ServerConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         runner = await ServerRunner(app, config).start()
-    except ConfigError as exc:
+    except (ConfigError, BrokerError) as exc:
         print(f"wirehub: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, the address is not ours...
+        print(f"wirehub: cannot listen on {config.host}:{config.port}: {exc.strerror}",
+              file=sys.stderr)
         return 2
     print(f"wirehub listening on {runner.url} (node {runner.node.name}, "
           f"broker {config.broker}, app {app.name})", flush=True)

@@ -29,13 +29,16 @@ class Subscriber(Protocol):
 class Hub:
     """Channel -> local subscribers, and the client registry of one node."""
 
-    __slots__ = ("_channels", "_clients", "_recovering", "bytes_out")
+    __slots__ = ("_channels", "_clients", "_floors", "_recovering", "bytes_out")
 
     def __init__(self) -> None:
         self._channels: dict[str, dict[str, Subscriber]] = {}
         self._clients: dict[str, Subscriber] = {}
         # (channel, client id) -> pushes held back while the client recovers
         self._recovering: dict[tuple[str, str], list[Any]] = {}
+        # (channel, client id) -> (epoch, offset) the client already has: later copies
+        # of older messages (pub/sub lagging behind a history read) are dropped
+        self._floors: dict[tuple[str, str], tuple[Any, int]] = {}
         #: payload bytes handed to subscribers by broadcast (for metrics)
         self.bytes_out = 0
 
@@ -75,14 +78,23 @@ class Hub:
         subs[client.client_id] = client
         return False
 
-    def release(self, channel: str, client: Subscriber) -> list[Any]:
-        """Stop holding pushes for a subscriber; return those held, in order."""
+    def release(self, channel: str, client: Subscriber,
+                floor: tuple[Any, int] | None = None) -> list[Any]:
+        """Stop holding pushes for a subscriber; return those held, in order.
+
+        With ``floor`` (epoch, offset), later pushes of that epoch at or below the
+        offset are not delivered to it.
+        """
+        if floor is not None:
+            self._floors[channel, client.client_id] = floor
         return self._recovering.pop((channel, client.client_id), [])
 
     def unsubscribe(self, channel: str, client: Subscriber) -> bool:
         """Remove a subscriber; True if the channel has no local subscriber left."""
         if self._recovering:
             self._recovering.pop((channel, client.client_id), None)
+        if self._floors:
+            self._floors.pop((channel, client.client_id), None)
         subs = self._channels.get(channel)
         if subs is None or subs.pop(client.client_id, None) is None:
             return False
@@ -118,6 +130,7 @@ class Hub:
             return 0
         encoded: dict[Codec, bytes] = {}
         held = self._recovering
+        floors = self._floors
         total = 0
         for sub in list(subs.values()):
             if held:
@@ -125,6 +138,14 @@ class Hub:
                 if pending is not None:
                     pending.append(push)
                     continue
+            if floors:
+                floor = floors.get((channel, sub.client_id))
+                if floor is not None:
+                    offset = getattr(push, "offset", None)
+                    if offset is not None:
+                        if getattr(push, "epoch", None) == floor[0] and offset <= floor[1]:
+                            continue
+                        del floors[channel, sub.client_id]
             codec = sub.codec
             payload = encoded.get(codec)
             if payload is None:

@@ -10,7 +10,6 @@ its latest price, for building a watchlist. Serve it alone with::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,17 +71,30 @@ class StocksApp(App):
                 await asyncio.sleep(ttl / 3)  # renew well before the lease runs out
         finally:
             if feed is not None:
-                feed.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feed
+                await _cancel(feed)
 
     async def stop_feed(self, served: App | None = None) -> None:
         """Cancel the feed task and wait until it has stopped."""
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task[Any], patience: float = 5.0) -> None:
+    """Cancel ``task`` and wait for it, cancelling again if a cancel was swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` (used inside redis-py with a socket
+    timeout) can lose a cancellation that races with a finishing command.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while not task.done() and loop.time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.25)
+    if not task.done():
+        log.error("stocks feed did not stop within %.0f s", patience)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("stocks feed failed: %r", task.exception())
 
 
 def stocks_app(
