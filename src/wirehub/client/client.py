@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
@@ -51,6 +52,7 @@ from ..core.envelope import (
     Ping,
     Pong,
     Publish,
+    Refresh,
     Reply,
     Send,
     Subscribe,
@@ -101,6 +103,8 @@ class Client(Reconnecting):
         max_size: int | None = 2**20,
         on_state_change: StateCallback | None = None,
         on_recovery_failed: Callable[[str], Any] | None = None,
+        token: str | Callable[[], Any] | None = None,
+        on_push: Callable[[dict[str, Any]], Any] | None = None,
         **ws_options: Any,
     ) -> None:
         self.url = normalize_url(url)
@@ -121,6 +125,13 @@ class Client(Reconnecting):
         #: called with a channel whose missed messages could not be recovered after a
         #: reconnect (history window exceeded or a new epoch): resync it yourself
         self.on_recovery_failed = on_recovery_failed
+        #: a JWT, or a function (sync or async) returning one: sent as
+        #: ``Authorization: Bearer`` on every (re)connection, and called again when
+        #: the server asks for a refresh before the token expires
+        self.token = token
+        #: called with join / leave / event pushes (plain dicts)
+        self.on_push = on_push
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._sm = StateMachine(ConnectionState.CONNECTING)
         self._sm.add_listener(self._state_changed)
         self._delays = backoff(backoff_base, backoff_cap)
@@ -312,10 +323,29 @@ class Client(Reconnecting):
                 future.set_result(None)
 
     # -- one connection ------------------------------------------------------------------
+    async def _token(self) -> str:
+        token = self.token() if callable(self.token) else self.token
+        if inspect.isawaitable(token):
+            token = await token
+        return str(token)
+
     async def _open_session(self) -> Session:
+        headers = self.headers
+        if self.token is not None:
+            headers = {**headers, "Authorization": f"Bearer {await self._token()}"}
         return await open_connection(self.url, subprotocol=self.subprotocol,
-                                     headers=self.headers, open_timeout=self.open_timeout,
+                                     headers=headers, open_timeout=self.open_timeout,
                                      options=self._ws_options)
+
+    async def _refresh(self) -> None:
+        """The server asks for a new token before this one expires: send it."""
+        try:
+            token = await self._token()
+            await self._call("refresh", lambda rid: Refresh(id=rid, token=token))
+        except WirehubError as exc:
+            log.warning("refreshing the token failed: %s", exc)
+        except Exception:
+            log.exception("the token callback failed")
 
     def _attach(self, session: Session) -> None:
         self._session = session
@@ -355,6 +385,17 @@ class Client(Reconnecting):
         elif isinstance(frame, Error):
             if not self._requests.reject(frame.id, frame.code, frame.message):
                 log.warning("server error (id %r): %s: %s", frame.id, frame.code, frame.message)
+        elif isinstance(frame, dict) and frame.get("op") == "refresh":
+            if self.token is not None and callable(self.token):
+                task = asyncio.ensure_future(self._refresh())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        elif isinstance(frame, dict) and frame.get("op") in ("join", "leave", "event"):
+            if self.on_push is not None:
+                try:
+                    self.on_push(frame)
+                except Exception:
+                    log.exception("on_push callback failed")
         else:
             log.debug("ignoring frame %r", frame)
 

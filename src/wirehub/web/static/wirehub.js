@@ -6,6 +6,8 @@
  *   const client = new WirehubClient("ws://host:8000/ws", {
  *     onStateChange(state, info) {},   // "connecting" | "open" | "closing" | "closed"
  *     onOpen(welcome) {},              // each (re)connection, before resubscribing
+ *     getToken: async () => jwt,       // servers with authentication: called for the
+ *                                      // first `connect` frame and on every `refresh` ask
  *     backoffBase: 0.5, backoffCap: 30, requestTimeout: 10,   // seconds
  *   });
  *   const sub = client.subscribe("chat:lobby", (msg) => {}, {
@@ -200,6 +202,7 @@ export class WirehubClient {
     try { frame = JSON.parse(text); } catch { return; }
     switch (frame.op) {
       case "welcome": return this._welcome(frame);
+      case "refresh": return this._refresh();
       case "reply": case "pong": case "error": {
         const p = frame.id !== undefined && frame.id !== null ? this._pending.get(frame.id) : null;
         if (!p) { if (frame.op === "error") this._emit("error", frame); return; }
@@ -229,9 +232,18 @@ export class WirehubClient {
     try { fn(); } catch (err) { console.error("wirehub handler", err); }
   }
 
-  _welcome(frame) {
+  async _welcome(frame) {
     this.clientId = frame.client;
     this.node = frame.node;
+    if (frame.auth === "required" && this.options.getToken) {
+      // the token travels in a frame, never in the URL (docs/security.md)
+      try {
+        await this._send("connect", { token: await this.options.getToken() });
+      } catch (err) {
+        this._emit("error", err); // the server closes with 4500 (final)
+        return;
+      }
+    }
     this.attempt = 0;
     this._ceiling = this.options.backoffBase; // a good connection: backoff starts over
     this._setState(State.OPEN, { welcome: frame });
@@ -239,11 +251,26 @@ export class WirehubClient {
     for (const sub of this.subscriptions.values()) this._subscribeOnWire(sub);
   }
 
+  async _refresh() {
+    // the server asks before the token expires: a new one, same connection
+    if (!this.options.getToken) return;
+    try {
+      await this._request("refresh", { token: await this.options.getToken() });
+    } catch (err) {
+      this._emit("error", err);
+    }
+  }
+
   // -- requests ---------------------------------------------------------------------
   _request(op, fields = {}) {
     if (this.state !== State.OPEN || !this._ws) {
       return Promise.reject(new WirehubError("not_connected", `cannot ${op}: connection ${this.state}`));
     }
+    return this._send(op, fields);
+  }
+
+  _send(op, fields) {
+    if (!this._ws) return Promise.reject(new WirehubError("not_connected", `cannot ${op}`));
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
