@@ -301,6 +301,8 @@ class Node:
                 pos = await self.broker.position(channel)
                 hist = None
                 recovered, replay = False, []
+            if opts.presence:  # in presence before the reply: a `presence` right after lists us
+                await self._join(conn, channel)  # (our own join push is held like the rest)
         except BaseException:
             self.hub.release(channel, conn)
             conn.channels.discard(channel)
@@ -323,8 +325,6 @@ class Node:
         for push in self.hub.release(channel, conn, floor=(epoch, last)):
             if not isinstance(push, MessagePush) or push.offset > last:
                 conn.deliver(conn.codec.encode(push), conn.codec.binary, channel)
-        if opts.presence:
-            await self._join(conn, channel)
 
     async def unsubscribe(self, conn: Connection, channel: str) -> None:
         if channel not in conn.channels:
