@@ -18,7 +18,7 @@ from typing import Any
 from ...app import App
 from ...core.codes import ErrorCode
 from ...exceptions import ConfigError, RequestError, WirehubError
-from .feed import StockFeed
+from .feed import CHANNEL_PREFIX, StockFeed
 from .replay import CsvReplay
 from .simulator import Simulator
 from .source import TickSource
@@ -130,7 +130,19 @@ def stocks_app(
 
     @app.on("stocks.symbols")
     async def list_symbols(conn: Any, data: Any) -> list[dict[str, Any]]:
-        return app.feed.watchlist(_name_of)
+        rows = app.feed.watchlist(_name_of)
+        if app.feed.running:
+            return rows
+        # another node leads the feed: the latest ticks are in the broker's history
+        broker = app.node.broker
+        hists = await asyncio.gather(*(broker.history(CHANNEL_PREFIX + row["symbol"], limit=1)
+                                       for row in rows))
+        for row, hist in zip(rows, hists, strict=True):
+            if hist.publications and isinstance(hist.publications[-1].data, dict):
+                tick = hist.publications[-1].data
+                row.update({k: tick[k] for k in ("price", "change", "change_pct", "ts")
+                            if k in tick})
+        return rows
 
     app.on_startup(app.start_feed)
     app.on_shutdown(app.stop_feed)
