@@ -51,7 +51,12 @@ async def test_two_workers_serve_one_port_and_share_channels(redis_server, unit:
     lines: list[str] = []
     workers: list[int] = []
     try:
-        await asyncio.wait_for(asyncio.to_thread(read_until_listening, proc, lines, 2), unit * 2)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(read_until_listening, proc, lines, 2),
+                                   unit * 4)
+        except TimeoutError:
+            raise AssertionError("both workers did not listen in time:\n"
+                                 + "".join(lines)) from None
         text = "".join(lines)
         workers = parse_pids(text, r"2 workers on port \d+ \(pids ")
         assert len(workers) == 2, text
