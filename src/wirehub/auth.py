@@ -13,7 +13,6 @@ exists or has messages.
 from __future__ import annotations
 
 import fnmatch
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +119,6 @@ class Authenticator:
             raise AuthError("token expired")
         return Identity(sub, exp, tuple(channels), claims)
 
-
-def seconds_left(identity: Identity | None) -> float | None:
-    return None if identity is None else identity.expires_at - time.time()
 
 
 def allowed(rule: Permission, channel: str, identity: Identity | None) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +267,3 @@ def reference() -> str:
         lines.append(f"| `{f.name}` | `{flag}` | `WIREHUB_{f.name.upper()}` | `{default}` "
                      f"| {meaning} |")
     return "\n".join(lines) + "\n"
-
-
-def defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in fields(ServerConfig) if f.default is not MISSING}
