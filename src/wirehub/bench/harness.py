@@ -1,7 +1,9 @@
 """``wirehub bench``: every server through every scenario, then the table.
 
 For each server and scenario: start the server fresh on its own core, run the
-Node.js load generator on the other core, keep its records. Then ratios to
+load generator on the other core (the C one, ``loadgen/loadgen.c``, compiled on
+first use; or the Node.js one, ``node/loadgen.mjs``, with ``--loadgen node``),
+keep its records. Then ratios to
 Node ``ws``, the targets of issue #6, a table on the terminal, and under the
 output directory ``latest.json`` (one record per server and scenario),
 ``latest.txt``, ``latest.md``, ``latest.png`` and the server logs.
@@ -26,6 +28,8 @@ from . import report
 from .runner import (
     BenchError,
     Pinning,
+    c_compiler,
+    choose_loadgen,
     ensure_node_deps,
     raise_fd_limit,
     run_loadgen,
@@ -60,10 +64,12 @@ class BenchOptions:
     socketio_scenarios: list[str] | None = None
     #: before each run, wait up to this many seconds for other programs to go quiet
     wait_quiet: float = 0.0
+    #: "c", "node", or None: C when a C compiler is found, else Node.js
+    loadgen: str | None = None
     command: str = ""
 
 
-def _versions(node_dir: Path) -> dict[str, str]:
+def _versions(node_dir: Path | None, loadgen: str) -> dict[str, str]:
     out: dict[str, str] = {"python": platform.python_version()}
     for dist in ("wirehub", "aiohttp", "websockets", "msgspec", "uvloop", "picows",
                  "python-socketio"):
@@ -74,9 +80,16 @@ def _versions(node_dir: Path) -> dict[str, str]:
         out["node"] = subprocess.run([node, "--version"], capture_output=True,
                                      text=True).stdout.strip()
     for pkg in ("ws", "socket.io-client"):
-        pj = node_dir / "node_modules" / pkg / "package.json"
-        if pj.exists():
+        pj = node_dir / "node_modules" / pkg / "package.json" if node_dir else None
+        if pj is not None and pj.exists():
             out[pkg] = json.loads(pj.read_text())["version"]
+    cc = c_compiler()
+    if loadgen == "c" and cc:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            first = subprocess.run([cc, "--version"], capture_output=True, text=True,
+                                   timeout=10).stdout.splitlines()
+            if first:
+                out["cc"] = first[0]
     return out
 
 
@@ -127,12 +140,25 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
     unknown = [s for s in opts.servers if s not in SERVERS]
     if unknown:
         raise BenchError(f"unknown server(s) {', '.join(unknown)}; known: {', '.join(SERVERS)}")
-    node_dir = ensure_node_deps()
+    notes: list[str] = []
+    # node_modules (ws) is needed by the Node load generator and by the Node ws peer
+    node_dir = None
+    node_missing = None
+    if opts.loadgen == "node" or "ws" in opts.servers:
+        try:
+            node_dir = ensure_node_deps()
+        except BenchError as exc:
+            if opts.loadgen == "node":
+                raise
+            node_missing = str(exc)
+    loadgen, note = choose_loadgen(opts.loadgen, node_dir)
+    if note:
+        say(f"note: {note}")
+        notes.append(note)
     pinning = Pinning.choose(opts.pin, opts.server_cpu, opts.loadgen_cpu)
     soft, hard = raise_fd_limit()
     logs = opts.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
     if pinning.server_cpu is None:
         notes.append("server and load generator NOT pinned (taskset or a second core missing)")
     socketio_only = opts.socketio_scenarios
@@ -140,11 +166,11 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
         socketio_only = [s for s in scenarios if s != "rpc"]
     say(f"wirehub bench: {', '.join(opts.servers)} x {', '.join(scenarios)} "
         f"({'quick' if opts.quick else 'full'}{', big' if opts.big else ''}; {pinning.describe}; "
-        f"open files limit {soft})")
+        f"load generator {loadgen.describe}; open files limit {soft})")
     records: list[dict[str, Any]] = []
     for name in opts.servers:
         spec = SERVERS[name]
-        missing = spec.missing()
+        missing = spec.missing() or (node_missing if name == "ws" else None)
         for scen in scenarios:
             base = {"server": name, "label": spec.label}
             if scen == "rpc" and name != "wirehub":
@@ -175,7 +201,7 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
             t0 = time.monotonic()
             try:
                 with running(spec, pinning, logs / f"{name}.log") as server:
-                    got = run_loadgen(node_dir, server, p, pinning, logs / f"{name}.log", sources)
+                    got = run_loadgen(loadgen, server, p, pinning, logs / f"{name}.log", sources)
             except BenchError as exc:
                 say(f"    failed: {exc}")
                 records += [{**base, "scenario": r, "skipped": f"failed: {exc}"}
@@ -201,9 +227,11 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
         "mode": "quick" if opts.quick else "full",
         "big": opts.big,
         "pinning": pinning.describe,
+        "loadgen": loadgen.kind,
+        "loadgen_command": list(loadgen.argv),
         "open_files_limit": soft,
         "machine": _machine(),
-        "versions": _versions(node_dir),
+        "versions": _versions(node_dir, loadgen.kind),
         "git_commit": _git_commit(),
         "elapsed_s": round(time.monotonic() - started, 1),
         "notes": notes,
@@ -215,13 +243,14 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
     report.write_json(opts.out / "latest.json", meta, records, targets)
     (opts.out / "runs").mkdir(exist_ok=True)
     report.write_json(opts.out / "runs" / f"{stamp}.json", meta, records, targets)
-    table = report.text_table(records, targets)
+    table = report.text_table(records, targets, loadgen.describe)
     (opts.out / "latest.txt").write_text(table)
-    (opts.out / "latest.md").write_text(report.markdown_table(records, targets))
+    (opts.out / "latest.md").write_text(report.markdown_table(records, targets, loadgen.describe))
     png = None
     if opts.chart:
         title = (f"wirehub bench {meta['mode']} - {meta['machine']['cpu']} "
-                 f"{meta['machine']['cores']} cores - {pinning.describe}")
+                 f"{meta['machine']['cores']} cores - {pinning.describe} - "
+                 f"{loadgen.kind} load generator")
         png = report.chart(opts.out / "latest.png", records, title)
     say("")
     say(table)

@@ -152,10 +152,17 @@ HEADER = ["scenario", "server", "figure", "vs Node ws", "server CPU", "loadgen C
           "notes"]
 
 
-def text_table(records: list[dict[str, Any]], targets: list[dict[str, Any]]) -> str:
+def _loadgen_line(loadgen: str | None) -> list[str]:
+    return [f"load generator: {loadgen}"] if loadgen else []
+
+
+def text_table(records: list[dict[str, Any]], targets: list[dict[str, Any]],
+               loadgen: str | None = None) -> str:
+    """The terminal table; ``loadgen`` (which load generator ran) heads it when given."""
     rows = _rows(records)
     widths = [max(len(str(c)) for c in col) for col in zip(HEADER, *rows, strict=False)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)).rstrip(),
+    lines = [*_loadgen_line(loadgen),
+             "  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]
     last = None
     for row in rows:
@@ -170,8 +177,10 @@ def text_table(records: list[dict[str, Any]], targets: list[dict[str, Any]]) -> 
     return "\n".join(lines) + "\n"
 
 
-def markdown_table(records: list[dict[str, Any]], targets: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+def markdown_table(records: list[dict[str, Any]], targets: list[dict[str, Any]],
+                   loadgen: str | None = None) -> str:
+    lines = [f"Load generator: {loadgen}.", ""] if loadgen else []
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in _rows(records)]
     lines += ["", "| target (issue #6) | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {_fmt_target(t)} | {_mark(t['met'])} |" for t in targets]

@@ -8,6 +8,7 @@ are children of this process and are stopped by PID.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import resource
@@ -24,8 +25,12 @@ from typing import IO, Any
 from .scenarios import Scenario
 from .servers import NODE_DIR, ServerSpec, node_executable
 
-__all__ = ["BenchError", "Pinning", "ServerProcess", "ensure_node_deps", "machine_busy_pct",
-           "raise_fd_limit", "run_loadgen", "start_server", "wait_quiet"]
+__all__ = ["LOADGEN_C_SOURCE", "BenchError", "Loadgen", "Pinning", "ServerProcess",
+           "build_c_loadgen", "c_compiler", "choose_loadgen", "ensure_node_deps",
+           "machine_busy_pct", "raise_fd_limit", "run_loadgen", "start_server", "wait_quiet"]
+
+#: the C load generator's single source file (compiled on first use, see build_c_loadgen)
+LOADGEN_C_SOURCE = Path(__file__).resolve().parent / "loadgen" / "loadgen.c"
 
 
 class BenchError(Exception):
@@ -190,16 +195,100 @@ def ensure_node_deps(node_dir: Path = NODE_DIR) -> Path:
     return work
 
 
-def run_loadgen(node_dir: Path, server: ServerProcess, scenario: Scenario, pinning: Pinning,
-                log_path: Path, source_addresses: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run one scenario; return the load generator's records."""
+def c_compiler() -> str | None:
+    """The C compiler that builds the C load generator: $CC, else cc, else gcc."""
+    for cand in (os.environ.get("CC"), "cc", "gcc"):
+        if cand and shutil.which(cand):
+            return cand
+    return None
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wirehub"
+
+
+def build_c_loadgen(source: Path = LOADGEN_C_SOURCE, cache: Path | None = None) -> Path:
+    """The compiled C load generator, built on first use.
+
+    ``cc -O2 -o ~/.cache/wirehub/bench-loadgen/<sha256 of the source, 16 hex>/loadgen
+    loadgen.c``: a changed source gets a new directory, an unchanged one is never
+    rebuilt. The cache ($XDG_CACHE_HOME or ~/.cache) is used rather than the
+    package directory so that a read-only install works the same as a checkout.
+    """
+    cc = c_compiler()
+    if cc is None:
+        raise BenchError("a C compiler (cc or gcc) is needed for the C load generator "
+                         "(apt-get install gcc), or use --loadgen node")
+    code = source.read_bytes()
+    digest = hashlib.sha256(code).hexdigest()[:16]
+    where = (cache or _cache_root() / "bench-loadgen") / digest
+    exe = where / "loadgen"
+    if exe.exists() and os.access(exe, os.X_OK):
+        return exe
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "loadgen.c").write_bytes(code)
+    tmp = where / f"loadgen.{os.getpid()}.tmp"
+    done = subprocess.run([cc, "-O2", "-o", str(tmp), str(where / "loadgen.c")],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BenchError(f"{cc} could not build the C load generator:\n{done.stderr[-2000:]}")
+    os.replace(tmp, exe)  # atomic: a concurrent run sees the old or the new file, whole
+    return exe
+
+
+@dataclass(frozen=True)
+class Loadgen:
+    """Which load generator drives the servers: ``c`` (the default) or ``node``."""
+
+    kind: str
+    #: the command before the JSON config argument
+    argv: tuple[str, ...]
+
+    @property
+    def describe(self) -> str:
+        return {"c": "C (loadgen.c: epoll, one thread)",
+                "node": "Node.js (loadgen.mjs: ws, socket.io-client)"}.get(self.kind, self.kind)
+
+
+def choose_loadgen(kind: str | None, node_dir: Path | None = None) -> tuple[Loadgen, str | None]:
+    """The load generator for ``kind`` (None: C when a compiler is found, else Node).
+
+    Returns it and a note to print when the choice was not the one asked for.
+    """
+    note = None
+    if kind is None:
+        if c_compiler() is not None:
+            kind = "c"
+        else:
+            kind = "node"
+            note = ("no C compiler (cc/gcc) found: using the Node.js load generator, which "
+                    "saturates its core near 125k messages/s (apt-get install gcc for the C one)")
+    if kind == "c":
+        return Loadgen("c", (str(build_c_loadgen()),)), note
+    if kind == "node":
+        work = node_dir or ensure_node_deps()
+        return Loadgen("node", (node_executable() or "node", str(work / "loadgen.mjs"))), note
+    raise BenchError(f"unknown load generator {kind!r}: c or node")
+
+
+def run_loadgen(loadgen: Loadgen | Path, server: ServerProcess, scenario: Scenario,
+                pinning: Pinning, log_path: Path,
+                source_addresses: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run one scenario; return the load generator's records.
+
+    ``loadgen`` is a :class:`Loadgen`, or (as before there was a choice) the
+    directory of the Node.js ``loadgen.mjs``. Both take the same JSON config and
+    print the same records.
+    """
+    if isinstance(loadgen, Path):
+        loadgen = Loadgen("node", (node_executable() or "node", str(loadgen / "loadgen.mjs")))
     cfg = {**scenario.loadgen, "kind": server.spec.kind, "url": server.url,
            "server_pid": server.pid, "clk_tck": os.sysconf("SC_CLK_TCK"),
            "timeout": scenario.timeout, "source_addresses": source_addresses or []}
-    cmd = [*pinning.prefix(pinning.loadgen_cpu), node_executable() or "node",
-           str(node_dir / "loadgen.mjs"), json.dumps(cfg)]
+    cmd = [*pinning.prefix(pinning.loadgen_cpu), *loadgen.argv, json.dumps(cfg)]
     with open(log_path, "ab") as log:
-        log.write(f"$ loadgen {json.dumps(cfg)}\n".encode())
+        log.write(f"$ loadgen ({loadgen.kind}) {json.dumps(cfg)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         try:
@@ -220,7 +309,10 @@ def run_loadgen(node_dir: Path, server: ServerProcess, scenario: Scenario, pinni
     answer = json.loads(lines[-1])
     if "error" in answer:
         raise BenchError(f"load generator: {answer['error'].splitlines()[0]}")
-    return list(answer["results"])
+    results = list(answer["results"])
+    for r in results:
+        r["loadgen"] = loadgen.kind
+    return results
 
 
 @contextlib.contextmanager

@@ -28,9 +28,11 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench", help="benchmark wirehub against Node ws and Python peers",
         description="Run wirehub, Node ws, aiohttp, websockets, picows and python-socketio "
-        "through the same scenarios with one Node.js load generator (server and load "
-        "generator pinned to different cores); print a table with ratios to Node ws and "
-        "write latest.json, latest.txt, latest.md and latest.png. Needs node and npm.",
+        "through the same scenarios with one load generator (C, compiled on first use, or "
+        "Node.js; server and load generator pinned to different cores); print a table with "
+        "ratios to Node ws and write latest.json, latest.txt, latest.md and latest.png. "
+        "Needs a C compiler (or node and npm for --loadgen node); node and npm for the "
+        "Node ws peer.",
     )
     p.add_argument("--quick", action="store_true",
                    help="short runs with fewer connections (proves the harness; < 2 minutes)")
@@ -62,6 +64,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--server-cpu", type=int, default=0, help="core for the server (default: 0)")
     p.add_argument("--loadgen-cpu", type=int, default=1,
                    help="core for the load generator (default: 1)")
+    p.add_argument("--loadgen", choices=("c", "node"), default=None,
+                   help="the load generator: c (loadgen.c, built with cc on first use) or node "
+                   "(loadgen.mjs, the cross-check) (default: c when cc/gcc is found, else node)")
     p.add_argument("--no-chart", dest="chart", action="store_false", help="skip the PNG chart")
     p.add_argument("--profile", action="store_true",
                    help="instead: profile wirehub under fan-out with py-spy (fanout.svg and "
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             big=args.big, duration=args.duration, warmup=args.warmup, pin=args.pin,
             server_cpu=args.server_cpu, loadgen_cpu=args.loadgen_cpu, chart=args.chart,
             overrides=overrides, socketio_scenarios=args.socketio_scenarios,
-            wait_quiet=args.wait_quiet,
+            wait_quiet=args.wait_quiet, loadgen=args.loadgen,
             command="wirehub " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]),
         )
         run_bench(opts)
