@@ -17,8 +17,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
-from websockets.frames import Frame as _Frame
-from websockets.frames import Opcode
 
 from ..auth import Identity
 from ..core.codec import Codec
@@ -27,6 +25,7 @@ from ..core.envelope import Error
 from ..core.namespaces import SlowConsumerPolicy
 from ..core.state import ConnectionState, StateEvent, StateMachine
 from ..limits import TokenBucket
+from .coalesce import FAST_LIMIT, FLUSHER, frame
 from .flow import Flow
 
 if TYPE_CHECKING:
@@ -37,43 +36,6 @@ __all__ = ["Connection"]
 log = logging.getLogger("wirehub.connection")
 
 _TEXT, _BINARY, _PING, _PONG = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG
-
-
-_FAST_LIMIT = 64 * 1024  #: transport buffer past which frames take the queue instead
-_OP_TEXT, _OP_BINARY = Opcode.TEXT, Opcode.BINARY
-
-
-class _Flusher:
-    """Writes every connection's gathered frames once per event-loop turn."""
-
-    __slots__ = ("_loop", "_pending", "_scheduled")
-
-    def __init__(self) -> None:
-        self._pending: list[Connection] = []
-        self._scheduled = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def schedule(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (tests, embedding): start afresh
-            self._loop, self._pending, self._scheduled = loop, [], False
-        self._pending.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        self._scheduled = False
-        for conn in pending:
-            try:
-                conn.flush()
-            except Exception:  # one broken socket must not stop the others
-                log.exception("client %s: write failed", conn.client_id)
-                conn.close_soon(CloseCode.ABNORMAL, "write failed")
-
-
-_FLUSHER = _Flusher()
 
 
 class Connection:
@@ -300,12 +262,10 @@ class Connection:
     def _enqueue(self, payload: bytes, binary: bool, channel: str | None) -> None:
         transport = self._transport
         if (transport is not None and not self._queue and self._writer_task is None
-                and transport.get_write_buffer_size() < _FAST_LIMIT):
+                and transport.get_write_buffer_size() < FAST_LIMIT):
             if not self._out:
-                _FLUSHER.schedule(self)
-            # RFC 6455 §5.2 framing by the websockets library (server frames are unmasked)
-            self._out.append(_Frame(_OP_BINARY if binary else _OP_TEXT, payload)
-                             .serialize(mask=False, extensions=[]))
+                FLUSHER.schedule(self)
+            self._out.append(frame(payload, binary))
             return
         self._queued_bytes += len(payload)
         if self._queued_bytes > self.max_queue:

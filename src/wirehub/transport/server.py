@@ -23,6 +23,7 @@ from ..node import Node
 from .admin import Admin
 from .admission import Refused
 from .api import add_api_routes
+from .coalesce import EchoGatherer
 from .connection import Connection
 from .session import Sessions
 
@@ -68,6 +69,21 @@ def _offered_subprotocols(request: web.Request) -> list[str]:
         offered += [p.strip() for p in value.split(",") if p.strip()]
     return offered
 
+
+
+class _EchoSocket(web.WebSocketResponse):
+    """``/echo``'s socket: echoes gathered this loop turn go out before a close frame.
+
+    aiohttp sends a close frame itself (inside ``receive``) when the peer breaks
+    the protocol; the echoes of the messages before it must precede it.
+    """
+
+    out: EchoGatherer | None = None
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if self.out is not None:
+            self.out.flush()
+        return await super().close(code=code, message=message, drain=drain)
 
 class WirehubServer(Sessions):
     """The aiohttp application around the node's :class:`Sessions`."""
@@ -142,7 +158,7 @@ class WirehubServer(Sessions):
             self.admission.check(request, token=False)
         except Refused as exc:
             return exc.response
-        ws = web.WebSocketResponse(
+        ws = _EchoSocket(
             autoclose=False,
             max_msg_size=self.config.echo_max_message_size,
             compress=self.config.compression,
@@ -151,14 +167,20 @@ class WirehubServer(Sessions):
         await ws.prepare(request)
         self._echo_sockets.add(ws)
         self.admission.admitted(request)
+        # fast path: a loop turn's echoes go out in one write (not with permessage-deflate)
+        out = ws.out = EchoGatherer(None if ws.compress else request.transport)
         try:
             while True:
                 msg = await ws.receive()
-                if msg.type is WSMsgType.TEXT:
-                    await ws.send_str(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await ws.send_bytes(msg.data)
-                elif msg.type is WSMsgType.CLOSE:
+                mtype = msg.type
+                if mtype is WSMsgType.TEXT or mtype is WSMsgType.BINARY:
+                    binary = mtype is WSMsgType.BINARY
+                    data = msg.data if binary else msg.data.encode()
+                    if not out.send(data, binary):  # backed up: in order, waiting to drain
+                        out.flush()
+                        await (ws.send_bytes(data) if binary else ws.send_str(msg.data))
+                elif mtype is WSMsgType.CLOSE:
+                    out.flush()
                     await self._answer_close(ws, msg.data)
                     break
                 else:  # CLOSING, CLOSED, ERROR: aiohttp already closed with its code
