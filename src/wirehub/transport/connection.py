@@ -132,7 +132,8 @@ class Connection:
         self.state.add_listener(self._state_changed)
         self.close_code: int | None = None
         self.ping_sent_at: float | None = None
-        self._queue: deque[tuple[bytes, WSMsgType, str | None]] = deque()
+        #: the slow path's frames (made on first use: most clients never need it)
+        self._queue: deque[tuple[bytes, WSMsgType, str | None]] | None = None
         self._queued_bytes = 0
         self._writer_task: asyncio.Task[None] | None = None
         self._closing_task: asyncio.Task[None] | None = None
@@ -250,7 +251,7 @@ class Connection:
         """Drop the channel's oldest queued messages until ``size`` more bytes fit."""
         queue = self._queue
         i = 0
-        while self._queued_bytes + size > self.max_queue and i < len(queue):
+        while queue and self._queued_bytes + size > self.max_queue and i < len(queue):
             payload, _opcode, ch = queue[i]
             if ch == channel:
                 del queue[i]
@@ -276,8 +277,7 @@ class Connection:
             )
             self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
-        self._queue.append((payload, _BINARY if binary else _TEXT, channel))
-        self._wake()
+        self._push((payload, _BINARY if binary else _TEXT, channel))
 
     def send_control(self, opcode: WSMsgType, payload: bytes = b"") -> None:
         """Queue a ping or pong (RFC 6455 §5.5.2, §5.5.3).
@@ -293,7 +293,12 @@ class Connection:
             if self.pong_pending:
                 return
             self.pong_pending = True
-        self._queue.append((payload, opcode, None))
+        self._push((payload, opcode, None))
+
+    def _push(self, item: tuple[bytes, WSMsgType, str | None]) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
         self._wake()
 
     def _wake(self) -> None:
@@ -302,6 +307,7 @@ class Connection:
 
     async def _write_loop(self) -> None:
         queue, ws = self._queue, self._ws
+        assert queue is not None  # _push made it before starting this task
         debug = log.isEnabledFor(logging.DEBUG)
         try:
             while True:
@@ -415,7 +421,8 @@ class Connection:
     def _drop_outbound(self) -> None:
         self._out = []
         self._transport = None
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         self._queued_bytes = 0
         self._backlog.clear()
         for flow in self._flows.values():

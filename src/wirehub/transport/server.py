@@ -44,7 +44,8 @@ def valid_close_code(code: int) -> bool:
 
 async def _no_cache_static(request: web.Request, response: web.StreamResponse) -> None:
     """Page modules import each other by path: revalidate them so an upgrade is seen."""
-    if request.path.startswith("/static/"):
+    # not for a WebSocket: request.path would stay cached on every connection
+    if not isinstance(response, web.WebSocketResponse) and request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-cache"
 
 
