@@ -236,6 +236,24 @@ async def test_echo_keeps_order(server: ServerRunner, connect: Connect) -> None:
     assert got == [str(i) if i % 2 else str(i).encode() for i in range(200)]
 
 
+async def test_echo_answers_what_came_before_a_protocol_error(server: ServerRunner,
+                                                             connect: Connect) -> None:
+    """Echoes gathered in a loop turn go out before the close frame of a broken frame."""
+    # no permessage-deflate: the fast write path, and RSV1 is then a protocol error
+    peer = await connect(server, path="/echo", welcome=False, compression=None)
+    good = b"".join(Frame(Opcode.TEXT, w).serialize(mask=True, extensions=[])
+                    for w in (b"one", b"two"))
+    bad = bytearray(Frame(Opcode.TEXT, b"x").serialize(mask=True, extensions=[]))
+    bad[0] |= 0x40  # RSV1 with no extension negotiated: a protocol error (RFC 6455 §5.2)
+    peer.ws.transport.write(good + bad)  # one segment: the server reads all three at once
+    async with asyncio.timeout(peer.unit):
+        assert [await peer.ws.recv(), await peer.ws.recv()] == ["one", "two"]
+        with pytest.raises(ConnectionClosed) as closed:
+            await peer.ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == CloseCode.PROTOCOL_ERROR
+
+
 # -- /ws handshake --------------------------------------------------------------------------
 
 
