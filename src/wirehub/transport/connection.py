@@ -262,12 +262,15 @@ class Connection:
 
     def _enqueue(self, payload: bytes, binary: bool, channel: str | None) -> None:
         transport = self._transport
-        if (transport is not None and not self._queue and self._writer_task is None
-                and transport.get_write_buffer_size() < FAST_LIMIT):
-            if not self._out:
+        if transport is not None and not self._queue and self._writer_task is None:
+            out = self._out
+            if out:  # already gathering this turn: the socket was checked then
+                out.append(frame(payload, binary))
+                return
+            if transport.get_write_buffer_size() < FAST_LIMIT:
                 FLUSHER.schedule(self)
-            self._out.append(frame(payload, binary))
-            return
+                out.append(frame(payload, binary))
+                return
         self._queued_bytes += len(payload)
         if self._queued_bytes > self.max_queue:
             log.warning(
@@ -385,12 +388,11 @@ class Connection:
         out = self._out
         if not out:
             return
-        self._out = []
         transport = self._transport
-        if transport is None or transport.is_closing() or self.state.state is \
-                ConnectionState.CLOSED:
-            return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if (transport is not None and not transport.is_closing()
+                and self.state.state is not ConnectionState.CLOSED):
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()  # the same list again next turn: no allocation per flush
 
     def stop_sending(self) -> None:
         """Enter CLOSING: drop what is queued and stop the writer.
