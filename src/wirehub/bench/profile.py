@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-from .runner import BenchError, Pinning, ensure_node_deps, raise_fd_limit, run_loadgen, running
+from .runner import BenchError, Pinning, choose_loadgen, raise_fd_limit, run_loadgen, running
 from .scenarios import plan
 from .servers import SERVERS
 
@@ -77,12 +77,14 @@ def _format(spots: dict[str, Any]) -> str:
 
 def profile_fanout(out_dir: Path, *, quick: bool = False, pin: bool = True,
                    overrides: dict[str, dict[str, Any]] | None = None,
-                   out: TextIO = sys.stdout) -> dict[str, Any]:
+                   out: TextIO = sys.stdout, loadgen_kind: str | None = None) -> dict[str, Any]:
     """Profile wirehub under fan-out; write fanout.svg, fanout.collapsed, fanout-top.txt."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(pyspy).exists():
         raise BenchError("py-spy is not installed (pip install py-spy)")
-    node_dir = ensure_node_deps()
+    loadgen, note = choose_loadgen(loadgen_kind)
+    if note:
+        print(note, file=out)
     pinning = Pinning.choose(pin)
     raise_fd_limit()
     scenario = plan("fanout", quick=quick, overrides=overrides)
@@ -99,7 +101,7 @@ def profile_fanout(out_dir: Path, *, quick: bool = False, pin: bool = True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE),
         ]
         try:
-            records = run_loadgen(node_dir, server, scenario, pinning, log)
+            records = run_loadgen(loadgen, server, scenario, pinning, log)
         finally:
             for s in samplers:  # py-spy writes its file when interrupted
                 if s.poll() is None:

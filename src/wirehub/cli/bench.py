@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set)
     try:
         if args.profile:
-            profile_fanout(out, quick=args.quick, pin=args.pin, overrides=overrides)
+            profile_fanout(out, quick=args.quick, pin=args.pin, overrides=overrides,
+                           loadgen_kind=args.loadgen)
             return 0
         opts = BenchOptions(
             servers=args.servers, scenarios=args.scenarios, out=out, quick=args.quick,
