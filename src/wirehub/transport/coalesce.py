@@ -18,6 +18,8 @@ from typing import Protocol
 
 from websockets.frames import Frame, Opcode
 
+from ..core.codes import CloseCode
+
 __all__ = ["FAST_LIMIT", "FLUSHER", "EchoGatherer", "Flushable", "frame"]
 
 log = logging.getLogger("wirehub.connection")
@@ -86,7 +88,7 @@ class _Flusher:
                 sink.flush()
             except Exception:  # one broken socket must not stop the others
                 log.exception("client %s: write failed", sink.client_id)
-                sink.close_soon(1006, "write failed")
+                sink.close_soon(CloseCode.ABNORMAL, "write failed")
 
 
 FLUSHER = _Flusher()
