@@ -310,16 +310,22 @@ static const char *cfg_str(const char *key, const char *dflt) {
 static long clk_tck = 100;
 static long server_pid;
 
+/* read a small /proc file into buf (NUL-terminated); its length, or -1 */
+static ssize_t read_small(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    return n;
+}
+
 static double cpu_ticks(long pid, int stime_only) {
     char path[64], buf[2048];
     if (pid > 0) snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     else snprintf(path, sizeof path, "/proc/self/stat");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return NAN;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return NAN;
-    buf[n] = 0;
+    if (read_small(path, buf, sizeof buf) < 0) return NAN;
     char *p = strrchr(buf, ')');
     if (!p) return NAN;
     p += 2; /* fields from 3 on: state ppid ... utime is field 14, stime 15 */
@@ -337,24 +343,14 @@ static double cpu_ticks(long pid, int stime_only) {
 static double rss_kib(long pid) {
     char path[64], buf[4096];
     snprintf(path, sizeof path, "/proc/%ld/status", pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return NAN;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return NAN;
-    buf[n] = 0;
+    if (read_small(path, buf, sizeof buf) < 0) return NAN;
     char *p = strstr(buf, "VmRSS:");
     return p ? strtod(p + 6, NULL) : NAN;
 }
 /* busy ticks of the whole machine: user nice system steal */
 static double machine_busy(void) {
     char buf[512];
-    int fd = open("/proc/stat", O_RDONLY);
-    if (fd < 0) return NAN;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return NAN;
-    buf[n] = 0;
+    if (read_small("/proc/stat", buf, sizeof buf) < 0) return NAN;
     double f[8] = {0};
     char *p = buf + 3;
     for (int i = 0; i < 8; i++) f[i] = strtod(p, &p);
