@@ -1,8 +1,9 @@
 """The servers ``wirehub bench`` measures, and how to start each one.
 
 Every server is a separate process on 127.0.0.1, started fresh and pinned to
-its own core; the Node.js load generator (``node/loadgen.mjs``) drives them all
-with the same code. ``kind`` tells the load generator how to talk to it:
+its own core; one load generator (``loadgen/loadgen.c``, or ``node/loadgen.mjs``
+with ``--loadgen node``) drives them all with the same code. ``kind`` tells the
+load generator how to talk to it:
 
 * ``wirehub``: ``/echo`` and ``/ws`` (protocol v1, docs/protocol.md);
 * ``raw``: the peers' ``/echo``, ``/broadcast`` and ``/pubsub`` (see :mod:`.peers`);
