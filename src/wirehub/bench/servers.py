@@ -7,7 +7,7 @@ load generator how to talk to it:
 
 * ``wirehub``: ``/echo`` and ``/ws`` (protocol v1, docs/protocol.md);
 * ``raw``: the peers' ``/echo``, ``/broadcast`` and ``/pubsub`` (see :mod:`.peers`);
-* ``socketio``: python-socketio events through ``socket.io-client``.
+* ``socketio``: python-socketio events (Socket.IO over the WebSocket transport).
 """
 
 from __future__ import annotations
