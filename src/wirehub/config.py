@@ -63,6 +63,10 @@ class ServerConfig:
                                 secret=True)
     jwt_public_key: str | None = _f(None, "PEM file with the RS256/ES256 public key",
                                     "security")
+    jwt_audience: str | None = _f(None, "tokens must carry this aud claim (default: aud "
+                                  "not checked)", "security")
+    jwt_issuer: str | None = _f(None, "tokens must carry this iss claim (default: iss not "
+                                "checked)", "security")
     allow_query_token: bool = _f(False, "also accept ?token= in the URL (tokens in URLs "
                                  "reach logs)", "security")
     connect_timeout: float = _f(10.0, "seconds a client without a token has to send its "

@@ -103,7 +103,9 @@ class Node:
             create_broker(config.broker, history_max_bytes=config.history_max_bytes),
             name=config.node_name,
             unsubscribe_delay=config.unsubscribe_delay,
-            auth=Authenticator.from_settings(config.jwt_secret, config.jwt_public_key),
+            auth=Authenticator.from_settings(config.jwt_secret, config.jwt_public_key,
+                                             audience=config.jwt_audience,
+                                             issuer=config.jwt_issuer),
             max_subscriptions=config.max_subscriptions,
         )
 

@@ -56,6 +56,39 @@ async def test_valid_header_token_authenticates(serve: Serve, unit: float) -> No
     await c.close()
 
 
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [({"aud": "wirehub", "iss": "https://auth.test"}, True),
+     ({"aud": ["other", "wirehub"], "iss": "https://auth.test"}, True),
+     ({"aud": "other", "iss": "https://auth.test"}, False),
+     ({"iss": "https://auth.test"}, False),  # no aud
+     ({"aud": "wirehub", "iss": "https://evil.test"}, False),
+     ({"aud": "wirehub"}, False)],  # no iss
+    ids=["both", "aud-list", "wrong-aud", "no-aud", "wrong-iss", "no-iss"],
+)
+async def test_audience_and_issuer_are_checked_when_set(serve: Serve, unit: float,
+                                                         claims: dict[str, Any],
+                                                         accepted: bool) -> None:
+    """jwt_audience and jwt_issuer: a token must carry both, or the handshake gets 401."""
+    runner = await serve(jwt_secret=SECRET, jwt_audience="wirehub", jwt_issuer="https://auth.test")
+    token = make_token("alice", **claims)
+    if accepted:
+        c = await connect(runner, unit, token)
+        assert c.welcome["user"] == "alice"
+        await c.close()
+    else:
+        assert await refused_status(runner.ws_url + "/ws", unit,
+                                    additional_headers=bearer(token)) == 401
+
+
+async def test_audience_not_checked_by_default(serve: Serve, unit: float) -> None:
+    """Without jwt_audience a token's aud claim, whatever it says, does not matter."""
+    runner = await serve(jwt_secret=SECRET)
+    c = await connect(runner, unit, make_token("alice", aud="another-service"))
+    assert c.welcome["auth"] == "authenticated"
+    await c.close()
+
+
 def _forged_hs256(payload: dict[str, Any], key: bytes) -> str:
     """An HS256 token signed with ``key`` by hand (PyJWT refuses PEM keys as HMAC secrets)."""
     def b64(raw: bytes) -> str:
