@@ -116,6 +116,24 @@ async def test_shutdown_stops_the_feed() -> None:
     assert task.done() and app.task is None
 
 
+async def test_a_stopping_leader_releases_the_feed_lease(redis_server: Any, unit: float) -> None:
+    """Drained or stopped, the leading node gives the lease up: no wait for it to lapse."""
+    import redis.asyncio as aioredis
+
+    app = stocks_app(rate=200.0, seed=3, symbols=["AAPL"])
+    config = ServerConfig(port=0, broker=redis_server.url, node_name="leader")
+    r = aioredis.from_url(redis_server.url)
+    try:
+        async with ServerRunner(app, config):
+            async with asyncio.timeout(unit):
+                while await r.get("wh:lease:stocks-feed") != b"leader":
+                    await asyncio.sleep(0.02)
+            assert app.task is not None
+        assert await r.exists("wh:lease:stocks-feed") == 0  # the lease lives 3 s otherwise
+    finally:
+        await r.aclose()
+
+
 def test_namespace_is_declared_for_snapshots_and_conflation() -> None:
     """stocks:* keeps one message, snapshots it to new subscribers, conflates slow ones."""
     opts = stocks_app().namespaces.for_channel("stocks:AAPL")

@@ -229,3 +229,16 @@ async def test_lease(broker: Broker, unit: float) -> None:
         while not await broker.lease("feed", "b", unit):
             await asyncio.sleep(0.02)
     assert not await broker.lease("feed", "a", unit)
+
+
+async def test_release_hands_the_lease_over_at_once(broker: Broker, unit: float) -> None:
+    """A holder that stops releases its lease: the next holder gets it without waiting."""
+    assert await broker.lease("feed", "a", 60 * unit)
+    await broker.release("feed", "b")  # not b's: nothing happens
+    if isinstance(broker, RedisBroker):
+        assert not await broker.lease("feed", "b", unit)
+    await broker.release("feed", "a")
+    assert await broker.lease("feed", "b", unit)
+    await broker.release("feed", "a")  # a no longer holds it: b keeps it
+    if isinstance(broker, RedisBroker):
+        assert not await broker.lease("feed", "a", unit)

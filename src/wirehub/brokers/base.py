@@ -124,6 +124,13 @@ class Broker(abc.ABC):
         """
         return True
 
+    async def release(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up at once if ``holder`` holds it (another may take it now).
+
+        The in-process default holds nothing to give up.
+        """
+        return None
+
     async def announce(self, node: str, info: dict[str, Any], ttl: float) -> None:
         """Publish this node's summary for ``ttl`` seconds (admin view of the cluster)."""
         self._nodes = {**getattr(self, "_nodes", {}), node: info}

@@ -100,6 +100,12 @@ end
 return 0
 """
 
+# Delete the lease only if this holder has it (it may have lapsed and been taken).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # Purge expired entries (a dead node's clients), then list the live ones.
 _PRESENCE = """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 1000)
@@ -182,6 +188,7 @@ class RedisBroker(Broker):
         self._position = self._redis.register_script(_POSITION)
         self._history = self._redis.register_script(_HISTORY)
         self._lease = self._redis.register_script(_LEASE)
+        self._release = self._redis.register_script(_RELEASE)
         self._presence = self._redis.register_script(_PRESENCE)
         self._pubsub: Any = None
         self._channels: set[str] = set()
@@ -465,6 +472,12 @@ class RedisBroker(Broker):
                                           args=[holder, max(1, int(ttl * 1000))]))
         except (RedisError, OSError) as exc:
             raise BrokerError("take a lease", str(exc)) from exc
+
+    async def release(self, name: str, holder: str) -> None:
+        try:
+            await self._release(keys=[f"wh:lease:{name}"], args=[holder])
+        except (RedisError, OSError) as exc:
+            raise BrokerError("release a lease", str(exc)) from exc
 
     async def announce(self, node: str, info: dict[str, Any], ttl: float) -> None:
         try:

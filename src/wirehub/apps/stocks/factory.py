@@ -38,6 +38,8 @@ class StocksApp(App):
         super().__init__("stocks")
         self.feed = feed
         self.task: asyncio.Task[None] | None = None
+        #: the broker and node name holding the feed lease, while this node leads
+        self._lease: tuple[Any, str] | None = None
 
     def stats(self) -> dict[str, Any]:
         """The feed's counters: ``published``, ``batches``, ``failed``, ``rate`` ..."""
@@ -52,7 +54,8 @@ class StocksApp(App):
         """Run the feed only while this node holds the broker's ``stocks-feed`` lease.
 
         With many nodes on one broker exactly one of them publishes ticks; if
-        it dies, another takes over within ``ttl`` seconds.
+        it dies, another takes over within ``ttl`` seconds; if it stops (drain),
+        it releases the lease and another takes over at its next check.
         """
         node = served.node
         feed: asyncio.Task[None] | None = None
@@ -64,8 +67,10 @@ class StocksApp(App):
                     log.warning("stocks feed: lease check failed: %s", exc)
                     leading = False
                 if leading and feed is None:
+                    self._lease = (node.broker, node.name)
                     feed = asyncio.create_task(self.feed.run(served.publish))
                 elif not leading and feed is not None:
+                    self._lease = None
                     feed.cancel()
                     feed = None
                 await asyncio.sleep(ttl / 3)  # renew well before the lease runs out
@@ -78,6 +83,13 @@ class StocksApp(App):
         task, self.task = self.task, None
         if task is not None:
             await _cancel(task)
+        lease, self._lease = self._lease, None
+        if lease is not None:  # hand the feed to another node now, not when the lease lapses
+            broker, holder = lease
+            try:
+                await asyncio.wait_for(broker.release("stocks-feed", holder), 2.0)
+            except (WirehubError, TimeoutError) as exc:
+                log.warning("stocks feed: lease not released (it lapses by itself): %s", exc)
 
 
 async def _cancel(task: asyncio.Task[Any], patience: float = 5.0) -> None:
