@@ -134,6 +134,30 @@ async def test_a_stopping_leader_releases_the_feed_lease(redis_server: Any, unit
         await r.aclose()
 
 
+async def test_a_new_leader_resumes_from_the_latest_ticks(redis_server: Any, unit: float) -> None:
+    """The node taking the feed over carries prices on from the broker, not from the opens."""
+    from wirehub.brokers.redis import RedisBroker
+
+    before = RedisBroker(redis_server.url)  # the ticks a node before this one published
+    await before.start()
+    try:
+        await before.publish("stocks:AAPL", {"symbol": "AAPL", "price": 400.0, "change": 210.5,
+                                             "change_pct": 111.08, "volume": 100, "ts": 1},
+                             history_size=1)
+    finally:
+        await before.close()
+    app = stocks_app(rate=200.0, seed=3, symbols=["AAPL"])
+    config = ServerConfig(port=0, broker=redis_server.url, node_name="next")
+    async with ServerRunner(app, config) as runner, connect(runner.ws_url + "/ws") as ws:
+        await recv(ws, unit)
+        await request(ws, unit, {"op": "subscribe", "id": 1, "channel": "stocks:AAPL"})
+        while True:  # the snapshot (the old tick) first, then the new leader's ticks
+            msg = await recv(ws, unit)
+            if msg["op"] == "message" and msg["data"]["ts"] != 1:
+                break
+    assert msg["data"]["price"] == pytest.approx(400.0, rel=0.01)  # the open is 189.50
+
+
 def test_namespace_is_declared_for_snapshots_and_conflation() -> None:
     """stocks:* keeps one message, snapshots it to new subscribers, conflates slow ones."""
     opts = stocks_app().namespaces.for_channel("stocks:AAPL")

@@ -173,3 +173,17 @@ def test_bad_settings_name_the_key(kwargs: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         Simulator(**kwargs)  # type: ignore[arg-type]
     assert info.value.key == key
+
+
+def test_resume_carries_on_from_the_given_prices() -> None:
+    """A new leader resumes from the latest ticks: prices continue, opens stay the base."""
+    sim = Simulator(seed=4, symbols=["AAPL", "TSLA"])
+    taken = sim.resume({"AAPL": 400.0, "TSLA": float("nan"), "NOPE": 1.0, "MSFT": -3})
+    assert taken == 1  # TSLA's price is not a number, the others are not in this market
+    ticks = sim.next_batch(200, 0)
+    aapl = [t for t in ticks if t.symbol == "AAPL"]
+    tsla = [t for t in ticks if t.symbol == "TSLA"]
+    assert aapl and tsla
+    assert aapl[0].price == pytest.approx(400.0, rel=0.01)
+    assert aapl[0].change == pytest.approx(aapl[0].price - sim.opens()["AAPL"], abs=0.01)
+    assert tsla[0].price == pytest.approx(sim.opens()["TSLA"], rel=0.01)  # not resumed

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...app import App
 from ...core.codes import ErrorCode
@@ -23,6 +23,9 @@ from .replay import CsvReplay
 from .simulator import Simulator
 from .source import TickSource
 from .universe import by_symbol
+
+if TYPE_CHECKING:
+    from ...brokers import Broker
 
 log = logging.getLogger("wirehub.stocks")
 
@@ -39,7 +42,7 @@ class StocksApp(App):
         self.feed = feed
         self.task: asyncio.Task[None] | None = None
         #: the broker and node name holding the feed lease, while this node leads
-        self._lease: tuple[Any, str] | None = None
+        self._lease: tuple[Broker, str] | None = None
 
     def stats(self) -> dict[str, Any]:
         """The feed's counters: ``published``, ``batches``, ``failed``, ``rate`` ..."""
@@ -68,6 +71,7 @@ class StocksApp(App):
                     leading = False
                 if leading and feed is None:
                     self._lease = (node.broker, node.name)
+                    await self._resume(node.broker)
                     feed = asyncio.create_task(self.feed.run(served.publish))
                 elif not leading and feed is not None:
                     self._lease = None
@@ -77,6 +81,20 @@ class StocksApp(App):
         finally:
             if feed is not None:
                 await _cancel(feed)
+
+    async def _resume(self, broker: Broker) -> None:
+        """Before leading: carry the market on from the broker's latest ticks, if any."""
+        resume = getattr(self.feed.source, "resume", None)
+        if resume is None:
+            return
+        try:
+            latest = await latest_ticks(broker, self.feed.source.opens())
+        except WirehubError as exc:
+            log.warning("stocks feed: latest ticks unavailable, starting from the opens: %s", exc)
+            return
+        taken = resume({sym: tick["price"] for sym, tick in latest.items() if "price" in tick})
+        if taken:
+            log.info("stocks feed: resumed %d symbols from the latest ticks", taken)
 
     async def stop_feed(self, served: App | None = None) -> None:
         """Cancel the feed task and wait until it has stopped."""
@@ -90,6 +108,15 @@ class StocksApp(App):
                 await asyncio.wait_for(broker.release("stocks-feed", holder), 2.0)
             except (WirehubError, TimeoutError) as exc:
                 log.warning("stocks feed: lease not released (it lapses by itself): %s", exc)
+
+
+async def latest_ticks(broker: Broker, symbols: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Symbol -> its latest tick in the broker's history (``stocks:*`` keeps one)."""
+    symbols = list(symbols)
+    hists = await asyncio.gather(*(broker.history(CHANNEL_PREFIX + sym, limit=1)
+                                   for sym in symbols))
+    return {sym: hist.publications[-1].data for sym, hist in zip(symbols, hists, strict=True)
+            if hist.publications and isinstance(hist.publications[-1].data, dict)}
 
 
 async def _cancel(task: asyncio.Task[Any], patience: float = 5.0) -> None:
@@ -146,12 +173,10 @@ def stocks_app(
         if app.feed.running:
             return rows
         # another node leads the feed: the latest ticks are in the broker's history
-        broker = app.node.broker
-        hists = await asyncio.gather(*(broker.history(CHANNEL_PREFIX + row["symbol"], limit=1)
-                                       for row in rows))
-        for row, hist in zip(rows, hists, strict=True):
-            if hist.publications and isinstance(hist.publications[-1].data, dict):
-                tick = hist.publications[-1].data
+        latest = await latest_ticks(app.node.broker, [row["symbol"] for row in rows])
+        for row in rows:
+            tick = latest.get(row["symbol"])
+            if tick is not None:
                 row.update({k: tick[k] for k in ("price", "change", "change_pct", "ts")
                             if k in tick})
         return rows

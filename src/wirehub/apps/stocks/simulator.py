@@ -85,6 +85,24 @@ class Simulator:
         """Symbol -> opening (initial) price, rounded to the tick size."""
         return self._opens
 
+    def resume(self, prices: Mapping[str, float]) -> int:
+        """Carry on from ``prices`` (symbol -> last traded price); return how many were taken.
+
+        A node that takes the feed over from another one resumes from the
+        latest ticks in the broker instead of jumping back to the opening
+        prices. Opening prices (the base of ``change``) stay; unknown symbols
+        and prices that are not positive numbers are ignored.
+        """
+        index = {sym: i for i, sym in enumerate(self._symbols)}
+        taken = 0
+        for symbol, price in prices.items():
+            i = index.get(symbol)
+            if i is not None and isinstance(price, int | float) and math.isfinite(price) \
+                    and price > 0:
+                self._log_price[i] = math.log(price)
+                taken += 1
+        return taken
+
     def dt(self, symbol: str) -> float:
         """Trading years between two ticks of ``symbol``."""
         return self._dt[self._symbols.index(symbol)]
