@@ -14,7 +14,7 @@ import logging
 import re
 import time
 
-__all__ = ["client_id_var", "setup_logging"]
+__all__ = ["BadRequestFilter", "client_id_var", "quiet_bad_requests", "setup_logging"]
 
 #: the client id of the connection being served in this task, if any
 client_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -33,6 +33,36 @@ class _ContextFilter(logging.Filter):
         if not hasattr(record, "client"):
             record.client = client_id_var.get()
         return True
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp's traceback for a malformed HTTP request becomes one INFO line.
+
+    The client already got its 400; a scanner sending garbage should not fill
+    the log with tracebacks at ERROR. (nginx logs the same at ``info``.)
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and _is_bad_http(exc):
+            detail = " ".join(str(exc).split())
+            record.msg, record.args = f"{record.getMessage()}: bad HTTP request: {detail}", None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _is_bad_http(exc: BaseException) -> bool:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    return isinstance(exc, BadHttpMessage)
+
+
+def quiet_bad_requests() -> None:
+    """Install :class:`BadRequestFilter` on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in logger.filters):
+        logger.addFilter(BadRequestFilter())
 
 
 class TextFormatter(logging.Formatter):

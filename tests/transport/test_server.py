@@ -584,6 +584,23 @@ async def test_handler_exception_is_internal_and_logged(app_server: ServerRunner
     await bystander.quiet()
 
 
+async def test_malformed_http_request_is_one_info_line(server: ServerRunner, unit: float,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A malformed request gets 400 and one INFO line, not an ERROR with a traceback."""
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    async with asyncio.timeout(unit):
+        assert (await reader.readline()).startswith(b"HTTP/1.0 400")
+        while not [r for r in caplog.records if r.name == "aiohttp.server"]:
+            await asyncio.sleep(0.01)  # aiohttp logs after answering
+    writer.close()
+    (record,) = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert "bad HTTP request" in record.getMessage() and "Bad Header" in record.getMessage()
+    assert "Traceback" not in caplog.text
+
+
 async def test_unencodable_handler_result_is_internal(app_server: ServerRunner,
                                                       connect: Connect) -> None:
     """A handler result the codec cannot encode is answered with `internal`; the link goes on."""

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..core.codec import CODECS, JSON
 from ..core.codes import CloseCode
+from ..logs import quiet_bad_requests
 from ..metrics import Collector
 from ..node import Node
 from .admin import Admin
@@ -91,6 +92,7 @@ class WirehubServer(Sessions):
 
     def __init__(self, node: Node, config: Any) -> None:
         super().__init__(node, config)
+        quiet_bad_requests()  # a malformed request is one INFO line, not an ERROR traceback
         self._echo_sockets: set[web.WebSocketResponse] = set()
         self._closers.append(self._close_echo_sockets)
         self.app = web.Application()
