@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,19 @@ from wirehub.config import ServerConfig
 from wirehub.transport.runner import ServerRunner
 
 ROOT = Path(__file__).resolve().parent.parent
+#: WIREHUB_TEST_TRANSPORT=lean runs every in-process server on the lean WebSocket path
+#: (subprocess servers read WIREHUB_TRANSPORT, set from it below)
+TRANSPORT = os.environ.get("WIREHUB_TEST_TRANSPORT", "")
+if TRANSPORT:
+    os.environ["WIREHUB_TRANSPORT"] = TRANSPORT
+    _init = ServerRunner.__init__
+
+    def _init_with_transport(self: ServerRunner, app: object, config: ServerConfig | None = None,
+                             ) -> None:
+        config = config or ServerConfig()
+        _init(self, app, replace(config, transport=TRANSPORT))  # type: ignore[arg-type]
+
+    ServerRunner.__init__ = _init_with_transport  # type: ignore[method-assign]
 #: one unit of waiting; every timeout in the suite is a multiple of it
 UNIT = float(os.environ.get("WIREHUB_TEST_TIMEOUT_SCALE", "1")) * 5.0
 

@@ -173,7 +173,7 @@ def run_bench(opts: BenchOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
         missing = spec.missing() or (node_missing if name == "ws" else None)
         for scen in scenarios:
             base = {"server": name, "label": spec.label}
-            if scen == "rpc" and name != "wirehub":
+            if scen == "rpc" and spec.kind != "wirehub":
                 continue  # request/reply is wirehub's protocol; peers are compared by their echo
             if missing:
                 records += [{**base, "scenario": r, "skipped": missing} for r in SCENARIOS[scen]]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["CloseCode", "ErrorCode", "is_retryable"]
+__all__ = ["CloseCode", "ErrorCode", "is_retryable", "valid_close_code"]
 
 
 class CloseCode(enum.IntEnum):
@@ -69,3 +69,10 @@ class ErrorCode(enum.StrEnum):
     TOO_LARGE = "too_large"  #: a payload or a count over a limit.
     RATE_LIMITED = "rate_limited"  #: too many messages or bytes per second.
     INTERNAL = "internal"  #: our bug; the server log has the traceback.
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455 §7.4.1, §7.4.2)."""
+    if 3000 <= code <= 4999:
+        return True
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)

@@ -9,6 +9,7 @@ it directly::
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..app import App
 from ..config import ServerConfig
 from ..exceptions import ConfigError
 from ..node import Node
+from .lean import FrontProtocol
 from .server import WirehubServer
 
 __all__ = ["ServerRunner"]
@@ -52,6 +54,7 @@ class ServerRunner:
                                      shutdown_timeout=1.0,
                                      keepalive_timeout=config.handshake_timeout)
         self._site: web.TCPSite | None = None
+        self._lean: asyncio.Server | None = None
         self.host = self.config.host
         self.port = 0
 
@@ -67,6 +70,9 @@ class ServerRunner:
 
     async def start(self) -> ServerRunner:
         await self._runner.setup()
+        if self.config.transport == "lean":
+            await self._start_lean()
+            return self
         self._site = web.TCPSite(self._runner, self.config.host, self.config.port,
                                  reuse_address=True, reuse_port=self.config.reuse_port or None,
                                  ssl_context=self.ssl_context)
@@ -74,11 +80,25 @@ class ServerRunner:
         self.host, self.port = self._runner.addresses[0][:2]
         return self
 
+    async def _start_lean(self) -> None:
+        """Listen with the front protocol: WebSockets lean, the rest to aiohttp's server."""
+        aiohttp_server = self._runner.server
+        assert aiohttp_server is not None
+        loop = asyncio.get_running_loop()
+        self._lean = await loop.create_server(
+            lambda: FrontProtocol(self.server, aiohttp_server),
+            self.config.host, self.config.port, ssl=self.ssl_context, reuse_address=True,
+            reuse_port=self.config.reuse_port or None, backlog=128,  # as aiohttp's TCPSite
+        )
+        self.host, self.port = self._lean.sockets[0].getsockname()[:2]
+
     async def stop(self) -> None:
         """Stop accepting, close every client with 1001, stop the node."""
         self.server.accepting = False
         if self._site is not None:
             await self._site.stop()
+        if self._lean is not None:
+            self._lean.close()
         await self._runner.cleanup()
 
     async def __aenter__(self) -> ServerRunner:

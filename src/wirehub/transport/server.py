@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core.codec import CODECS, JSON
-from ..core.codes import CloseCode
+from ..core.codes import CloseCode, valid_close_code
 from ..logs import quiet_bad_requests
 from ..metrics import Collector
 from ..node import Node
@@ -34,13 +34,6 @@ log = logging.getLogger("wirehub.server")
 
 NODE_KEY: web.AppKey[WirehubServer] = web.AppKey("wirehub_server")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
-
-
-def valid_close_code(code: int) -> bool:
-    """Whether a peer may send ``code`` in a close frame (RFC 6455 §7.4.1, §7.4.2)."""
-    if 3000 <= code <= 4999:
-        return True
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
 
 
 async def _no_cache_static(request: web.Request, response: web.StreamResponse) -> None:
