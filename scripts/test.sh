@@ -28,4 +28,7 @@ bash scripts/browser_deps.sh
 
 echo "== test suite"
 # pytest's exit code 5 (no tests collected) must fail CI like any other failure.
-exec "$PY" -m pytest "$@"
+"$PY" -m pytest "$@"
+
+echo "== test suite again, every server on the lean WebSocket transport (transport = lean)"
+WIREHUB_TEST_TRANSPORT=lean "$PY" -m pytest -p no:cacheprovider "$@"

@@ -73,9 +73,22 @@ def annotate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def check_targets(records: list[dict[str, Any]], full_scale: bool) -> list[dict[str, Any]]:
     """Issue #6's targets, each with the measured figure and whether it is met."""
-    mine = {r["scenario"]: r for r in records if r.get("server") == "wirehub"}
+    out = []
+    for server in dict.fromkeys(r["server"] for r in records if r.get("server") in WIREHUBS):
+        out += _targets_of(records, server, full_scale)
+    return out
+
+
+#: wirehub's rows: the default transport (aiohttp) and transport = "lean"
+WIREHUBS = {"wirehub": "", "wirehub-lean": " (transport lean)"}
+
+
+def _targets_of(records: list[dict[str, Any]], server: str,
+                full_scale: bool) -> list[dict[str, Any]]:
+    mine = {r["scenario"]: r for r in records if r.get("server") == server}
     out = []
     for name, fld, op, bound, what in TARGETS:
+        what += WIREHUBS[server]
         r = mine.get(name)
         measured = None
         if r is not None:
@@ -85,8 +98,9 @@ def check_targets(records: list[dict[str, Any]], full_scale: bool) -> list[dict[
             met = measured >= bound if op == ">=" else measured <= bound
         if r is not None and name == "latency100" and "fell behind" in " ".join(r["flags"]):
             met = False
-        out.append({"target": what, "scenario": name, "field": "ratio_to_ws" if fld == "ratio"
-                    else r and r.get("unit"), "bound": bound, "comparison": op,
+        out.append({"target": what, "server": server, "scenario": name,
+                    "field": "ratio_to_ws" if fld == "ratio" else r and r.get("unit"),
+                    "bound": bound, "comparison": op,
                     "measured": measured, "met": met, "full_scale": full_scale})
     return out
 
@@ -233,7 +247,8 @@ def chart(path: Path, records: list[dict[str, Any]], title: str) -> Path | None:
                    and _number(r.get("value"))]
             rs, labels = rs + ref, labels + ["Node ws (echo)"] * len(ref)
         values = [r["value"] for r in rs]
-        colors = ["#d9480f" if r["server"] == "wirehub" else "#868e96" if r["server"] != BASELINE
+        colors = ["#d9480f" if r["server"] == "wirehub" else "#f08c00"
+                  if r["server"] == "wirehub-lean" else "#868e96" if r["server"] != BASELINE
                   else "#1c7ed6" for r in rs]
         bars = ax.bar(range(len(rs)), values, color=colors)
         for bar, r in zip(bars, rs, strict=True):
