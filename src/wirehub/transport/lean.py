@@ -268,8 +268,8 @@ class LeanSocket(asyncio.Protocol):
         conn = self.conn
         if conn is None:
             if self._echo is not None and self.request is not None:  # an admitted /echo
-                self._server.admission.released(self.request)  # type: ignore[arg-type]
-                self._server._echo_sockets.discard(self)  # type: ignore[arg-type]
+                self._server.admission.released(self.request)
+                self._server.echo_sockets.discard(self)
                 self._echo = None
             return
         self.conn = None
@@ -288,7 +288,7 @@ class LeanSocket(asyncio.Protocol):
         if "Host" not in req.headers:  # HTTP/1.1 requires it (RFC 9112 §3.2), as aiohttp does
             self._reject(400, "Missing Host header\n")
             return
-        refused = server._refuse_if_draining()
+        refused = server.refuse_if_draining()
         if refused is None and self._path == "/ws":
             offered = [p.strip() for v in req.headers.getall("Sec-WebSocket-Protocol", [])
                        for p in v.split(",") if p.strip()]
@@ -299,7 +299,7 @@ class LeanSocket(asyncio.Protocol):
         identity = None
         if refused is None:
             try:
-                identity = server.admission.check(req, token=self._path == "/ws")  # type: ignore[arg-type]
+                identity = server.admission.check(req, token=self._path == "/ws")
             except Refused as exc:
                 refused = exc.response
         if refused is not None:
@@ -311,8 +311,8 @@ class LeanSocket(asyncio.Protocol):
             return
         self.compress = any(e.name == "permessage-deflate" for e in ws.extensions)
         if self._path == "/echo":
-            server.admission.admitted(req)  # type: ignore[arg-type]
-            server._echo_sockets.add(self)  # type: ignore[arg-type]
+            server.admission.admitted(req)
+            server.echo_sockets.add(self)
             self._echo = EchoGatherer(None if self.compress else self.transport)
         else:
             codec = CODECS.get(ws.subprotocol or "", JSON)

@@ -86,7 +86,8 @@ class WirehubServer(Sessions):
     def __init__(self, node: Node, config: Any) -> None:
         super().__init__(node, config)
         quiet_bad_requests()  # a malformed request is one INFO line, not an ERROR traceback
-        self._echo_sockets: set[web.WebSocketResponse] = set()
+        #: open /echo sockets (aiohttp responses or lean sockets), closed on drain
+        self.echo_sockets: set[Any] = set()
         self._closers.append(self._close_echo_sockets)
         self.app = web.Application()
         self.app[NODE_KEY] = self
@@ -114,7 +115,7 @@ class WirehubServer(Sessions):
 
     async def _close_echo_sockets(self, code: int, reason: str) -> None:
         await asyncio.gather(*(ws.close(code=code, message=reason.encode())
-                               for ws in list(self._echo_sockets)), return_exceptions=True)
+                               for ws in list(self.echo_sockets)), return_exceptions=True)
 
     # -- HTTP ------------------------------------------------------------------------------
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -138,7 +139,7 @@ class WirehubServer(Sessions):
         return web.FileResponse(STATIC_DIR / "index.html",
                                 headers={"Cache-Control": "no-cache"})
 
-    def _refuse_if_draining(self) -> web.Response | None:
+    def refuse_if_draining(self) -> web.Response | None:
         if self.accepting:
             return None
         return web.Response(status=503, text="server is shutting down\n",
@@ -147,7 +148,7 @@ class WirehubServer(Sessions):
     # -- /echo ---------------------------------------------------------------------------------
     async def echo(self, request: web.Request) -> web.StreamResponse:
         """Echo every text and binary message back unchanged."""
-        refused = self._refuse_if_draining() or _not_an_upgrade(request)
+        refused = self.refuse_if_draining() or _not_an_upgrade(request)
         if refused is not None:
             return refused
         try:  # Origin and connection limits; /echo takes no token
@@ -161,7 +162,7 @@ class WirehubServer(Sessions):
             timeout=2.0,
         )
         await ws.prepare(request)
-        self._echo_sockets.add(ws)
+        self.echo_sockets.add(ws)
         self.admission.admitted(request)
         # fast path: a loop turn's echoes go out in one write (not with permessage-deflate)
         out = ws.out = EchoGatherer(None if ws.compress else request.transport)
@@ -184,7 +185,7 @@ class WirehubServer(Sessions):
         except ConnectionError:
             pass
         finally:
-            self._echo_sockets.discard(ws)
+            self.echo_sockets.discard(ws)
             self.admission.released(request)
         return ws
 
@@ -203,7 +204,7 @@ class WirehubServer(Sessions):
     # -- /ws --------------------------------------------------------------------------------------
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         """Protocol v1: welcome, then requests in and replies and pushes out."""
-        refused = self._refuse_if_draining() or _not_an_upgrade(request)
+        refused = self.refuse_if_draining() or _not_an_upgrade(request)
         if refused is not None:
             return refused
         offered = _offered_subprotocols(request)
