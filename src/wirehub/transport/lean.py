@@ -488,10 +488,3 @@ class LeanSocket(asyncio.Protocol):
             self._gone = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._gone)
         return True
-
-    # -- /echo on drain ----------------------------------------------------------------------
-    async def close_echo(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.close(code=code, message=reason.encode()), 2.0)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
