@@ -17,7 +17,6 @@ from websockets.frames import Close, Opcode
 from tests.rawclient import RawClient
 from wirehub.core.codes import CloseCode
 
-from ..conftest import TRANSPORT
 from .wire import (
     HTTP_KEY_HEADERS,
     RawWS,
@@ -291,7 +290,7 @@ async def test_hostile_corpus(server_process: Any, unit: float) -> None:
     assert not [line for line in server.lines if 'File "' in line and "/wirehub/" in line]
 
 
-@pytest.mark.xfail(TRANSPORT != "lean", strict=True,
+@pytest.mark.xfail(strict=True,
                    reason="aiohttp's frame reader does not check the mask bit "
                    "(RFC 6455 §5.1); see docs/security.md")
 async def test_unmasked_client_frame_closes_1002(server_process: Any, unit: float) -> None:

@@ -27,8 +27,6 @@ from wirehub.core.codes import CloseCode
 from wirehub.core.state import ConnectionState
 from wirehub.transport.runner import ServerRunner
 
-from ..conftest import TRANSPORT
-
 JSON_P = "wirehub.v1.json"
 MSGPACK_P = "wirehub.v1.msgpack"
 MiB = 1024 * 1024
@@ -687,7 +685,7 @@ async def test_invalid_utf8_text_closes_1007(server: ServerRunner, connect: Conn
     assert await peer.close_code() == CloseCode.INVALID_PAYLOAD
 
 
-@pytest.mark.xfail(TRANSPORT != "lean", strict=True,
+@pytest.mark.xfail(strict=True,
                    reason="aiohttp's frame reader does not check the mask bit "
                    "(RFC 6455 §5.1); documented in docs/security.md")
 async def test_unmasked_client_frame_closes_1002(server: ServerRunner, connect: Connect) -> None:
