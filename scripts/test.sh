@@ -30,5 +30,5 @@ echo "== test suite"
 # pytest's exit code 5 (no tests collected) must fail CI like any other failure.
 "$PY" -m pytest "$@"
 
-echo "== test suite again, every server on the lean WebSocket transport (transport = lean)"
-WIREHUB_TEST_TRANSPORT=lean "$PY" -m pytest -p no:cacheprovider "$@"
+echo "== test suite again, every server on aiohttp's WebSocket transport (transport = aiohttp)"
+WIREHUB_TEST_TRANSPORT=aiohttp "$PY" -m pytest -p no:cacheprovider "$@"

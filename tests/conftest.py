@@ -19,7 +19,7 @@ from wirehub.config import ServerConfig
 from wirehub.transport.runner import ServerRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-#: WIREHUB_TEST_TRANSPORT=lean runs every in-process server on the lean WebSocket path
+#: WIREHUB_TEST_TRANSPORT=aiohttp (or lean) runs every in-process server on that transport
 #: (subprocess servers read WIREHUB_TRANSPORT, set from it below)
 TRANSPORT = os.environ.get("WIREHUB_TEST_TRANSPORT", "")
 if TRANSPORT:

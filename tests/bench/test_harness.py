@@ -48,7 +48,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     if c_compiler() is None:
         pytest.skip("the C load generator needs cc")
     out = tmp_path_factory.mktemp("bench")
-    doc, stdout = _bench(out, "--loadgen", "c", "--servers", "wirehub,wirehub-lean,ws",
+    doc, stdout = _bench(out, "--loadgen", "c", "--servers", "wirehub,wirehub-aiohttp,ws",
                          "--scenarios", "echo,rpc,fanout,latency10", *TINY)
     assert (out / "latest.txt").read_text() in stdout
     assert (out / "latest.md").exists()
@@ -76,7 +76,7 @@ def test_json_has_one_record_per_server_and_scenario(quick_run: tuple[dict, str]
     doc, _ = quick_run
     got = {(r["server"], r["scenario"]) for r in doc["records"]}
     mine = {"echo", "rpc", "fanout", "latency10"}
-    assert got == ({("wirehub", s) for s in mine} | {("wirehub-lean", s) for s in mine}
+    assert got == ({("wirehub", s) for s in mine} | {("wirehub-aiohttp", s) for s in mine}
                    | {("ws", "echo"), ("ws", "fanout"), ("ws", "latency10")})
     for r in doc["records"]:
         _sane(r)
@@ -88,12 +88,12 @@ def test_meta_and_targets(quick_run: tuple[dict, str]) -> None:
     """The JSON says how it was run, and lists issue #6's targets (not judged at this scale)."""
     doc, _ = quick_run
     meta = doc["meta"]
-    assert meta["mode"] == "quick" and meta["servers"] == ["wirehub", "wirehub-lean", "ws"]
+    assert meta["mode"] == "quick" and meta["servers"] == ["wirehub", "wirehub-aiohttp", "ws"]
     assert meta["loadgen"] == "c" and meta["loadgen_command"][0].endswith("loadgen")
     assert "core" in meta["pinning"] or meta["pinning"] == "not pinned"
     assert {"python", "node", "ws", "cc"} <= set(meta["versions"])
     assert len(doc["targets"]) == 10  # five for each wirehub transport
-    assert {t["server"] for t in doc["targets"]} == {"wirehub", "wirehub-lean"}
+    assert {t["server"] for t in doc["targets"]} == {"wirehub", "wirehub-aiohttp"}
     assert all(t["full_scale"] is False for t in doc["targets"])
 
 

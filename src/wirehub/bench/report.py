@@ -79,8 +79,8 @@ def check_targets(records: list[dict[str, Any]], full_scale: bool) -> list[dict[
     return out
 
 
-#: wirehub's rows: the default transport (aiohttp) and transport = "lean"
-WIREHUBS = {"wirehub": "", "wirehub-lean": " (transport lean)"}
+#: wirehub's rows: the default transport (lean) and transport = "aiohttp"
+WIREHUBS = {"wirehub": "", "wirehub-aiohttp": " (transport aiohttp)"}
 
 
 def _targets_of(records: list[dict[str, Any]], server: str,
@@ -248,7 +248,7 @@ def chart(path: Path, records: list[dict[str, Any]], title: str) -> Path | None:
             rs, labels = rs + ref, labels + ["Node ws (echo)"] * len(ref)
         values = [r["value"] for r in rs]
         colors = ["#d9480f" if r["server"] == "wirehub" else "#f08c00"
-                  if r["server"] == "wirehub-lean" else "#868e96" if r["server"] != BASELINE
+                  if r["server"] == "wirehub-aiohttp" else "#868e96" if r["server"] != BASELINE
                   else "#1c7ed6" for r in rs]
         bars = ax.bar(range(len(rs)), values, color=colors)
         for bar, r in zip(bars, rs, strict=True):

@@ -36,7 +36,7 @@ WIREHUB_BENCH_FLAGS = (
 )
 
 
-def wirehub_command(port: int, transport: str = "aiohttp") -> list[str]:
+def wirehub_command(port: int, transport: str = "lean") -> list[str]:
     """``python -m wirehub serve`` with the echo app and the benchmark flags."""
     return [sys.executable, "-m", "wirehub", "serve", "wirehub.apps:echo_app",
             "--host", "127.0.0.1", "--port", str(port), "--transport", transport,
@@ -59,8 +59,8 @@ class ServerSpec:
     def command(self, port: int) -> list[str]:
         if self.name == "wirehub":
             return wirehub_command(port)
-        if self.name == "wirehub-lean":
-            return wirehub_command(port, "lean")
+        if self.name == "wirehub-aiohttp":
+            return wirehub_command(port, "aiohttp")
         if self.name == "ws":
             return [node_executable() or "node", str(NODE_DIR / "ws_peer.mjs"), str(port)]
         return _python_peer(f"{self.name}_peer", port)
@@ -83,7 +83,7 @@ SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
         ServerSpec("wirehub", "wirehub", "wirehub"),
-        ServerSpec("wirehub-lean", "wirehub lean", "wirehub"),
+        ServerSpec("wirehub-aiohttp", "wirehub aiohttp", "wirehub"),
         ServerSpec("ws", "Node ws", "raw", needs_node=True),
         ServerSpec("aiohttp", "aiohttp", "raw", "aiohttp"),
         ServerSpec("websockets", "websockets", "raw", "websockets"),
