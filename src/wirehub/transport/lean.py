@@ -1,4 +1,4 @@
-"""The lean WebSocket path (``transport = "lean"``): no aiohttp under a WebSocket.
+"""The lean WebSocket path (``transport = "lean"``, the default): no aiohttp handler per WebSocket.
 
 A front protocol on the listening socket reads the first request head. A
 WebSocket upgrade to ``/ws`` or ``/echo`` is served from a plain ``asyncio.Protocol``
@@ -11,8 +11,8 @@ and all, to aiohttp's ``web.Server``, the protocol factory aiohttp's own
 sites use, so ``/healthz``, ``/metrics``, the page, the admin view and the
 HTTP API are served exactly as with ``transport = "aiohttp"``.
 
-Per connection this holds the protocol object, the sans-I/O parser and
-wirehub's :class:`~wirehub.transport.connection.Connection`, and no task
+Per connection this holds websockets' protocol object, aiohttp's frame
+reader, wirehub's :class:`~wirehub.transport.connection.Connection`, and no task
 while the client is idle: a request's handler runs in a task made when a
 message arrives and gone when the inbox is empty (docs/performance.md).
 """
@@ -215,6 +215,9 @@ class LeanSocket(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None  #: set while writing is paused
         self._gone: asyncio.Future[None] | None = None  #: done once the socket is closed
         self._close_code: int | None = None
+        #: the peer's close frame, held while /ws requests that came before it are handled
+        self._close_frame: Frame | None = None
+        self._eof_after_close = False  #: the peer also ended its stream meanwhile
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -258,6 +261,9 @@ class LeanSocket(asyncio.Protocol):
         proto.data_received(raw)
 
     def eof_received(self) -> bool | None:
+        if self._close_frame is not None:  # answered with the held close frame
+            self._eof_after_close = True
+            return True  # keep our half open until then
         self.ws.receive_eof()
         self._write_out()
         return None
@@ -364,7 +370,7 @@ class LeanSocket(asyncio.Protocol):
 
     def _control(self, kind: WSMsgType, data: Any, extra: str) -> None:
         ws, conn = self.ws, self.conn
-        if ws.close_rcvd is not None or ws.eof_sent:
+        if ws.close_rcvd is not None or ws.eof_sent or self._close_frame is not None:
             return  # after the peer's close frame, or a failure, nothing is read (RFC 6455 §1.4)
         if kind is WSMsgType.PING and conn is not None:
             conn.send_control(WSMsgType.PONG, data)  # /ws: at most one pong waits
@@ -376,8 +382,15 @@ class LeanSocket(asyncio.Protocol):
         if kind is WSMsgType.CLOSE:  # the reader checked it; websockets keeps the handshake
             payload = b"" if data == 0 else data.to_bytes(2, "big") + extra.encode()
             frame = Frame(Opcode.CLOSE, payload)
+            if self._worker is not None:  # requests sent before it are answered first,
+                self._close_frame = frame  # as on aiohttp (see _serve_inbox)
+                return
         else:
             frame = Frame(Opcode.PING, data)  # /echo: websockets answers it
+        self._recv_control(frame)
+
+    def _recv_control(self, frame: Frame) -> None:
+        ws = self.ws
         try:
             ws.recv_frame(frame)
         except ProtocolError as exc:  # a close code no peer may send (1006, 5000, ...)
@@ -399,8 +412,8 @@ class LeanSocket(asyncio.Protocol):
         self._fail(code, reason)
 
     def _message(self, data: bytes, binary: bool) -> None:
-        if self.ws.state is not State.OPEN:
-            return  # closing: messages are no longer served (the close reply is queued)
+        if self.ws.state is not State.OPEN or self._close_frame is not None:
+            return  # closing: messages are no longer served
         text: bytes | str = data
         if not binary:
             try:
@@ -428,7 +441,8 @@ class LeanSocket(asyncio.Protocol):
     async def _serve_inbox(self, first: bool = False) -> None:
         """Handle queued messages in order; the task ends when the inbox is empty.
 
-        The first run awaits the app's connect hooks before any message.
+        The first run awaits the app's connect hooks before any message. A
+        close frame that arrives while messages wait is answered after them.
         """
         conn, inbox, on_data = self.conn, self._inbox, self._server.on_data
         assert conn is not None and inbox is not None
@@ -442,6 +456,12 @@ class LeanSocket(asyncio.Protocol):
                     break
         finally:
             self._worker = None
+            close, self._close_frame = self._close_frame, None
+            if close is not None and self.conn is not None and not self.ws.eof_sent:
+                self._recv_control(close)  # the peer's close, held until now: answer it
+                if self._eof_after_close:
+                    self.ws.receive_eof()
+                self._write_out()
 
     def before_close(self) -> None:
         """The peer's close frame is next: what this turn gathered goes before the reply."""
