@@ -18,6 +18,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 import wirehub
+from wirehub.apps import default_app
 from wirehub.config import ServerConfig
 from wirehub.core.codes import CloseCode
 from wirehub.transport import lean
@@ -133,3 +134,39 @@ async def test_requests_before_a_close_and_end_of_stream_are_answered(unit: floa
             assert code == CloseCode.GOING_AWAY
         finally:
             raw.abort()
+
+
+async def test_replies_behind_a_full_socket_go_before_the_close_reply(unit: float) -> None:
+    """A subscriber that stopped reading and then closes still gets what was queued for it
+    (RFC 6455 §5.5.1: the close reply comes after the data already on its way)."""
+    config = ServerConfig(port=0, max_messages_per_second=1e6, max_bytes_per_second=1e9)
+    async with ServerRunner(default_app(), config) as server:
+        sub = await RawWS.open(server.port, unit)
+        (conn,) = server.server.connections
+        pub = await RawWS.open(server.port, unit)
+        try:
+            sub.send_json({"op": "subscribe", "id": 1, "channel": "backlog"})
+            assert (await sub.recv())["op"] == "reply"
+            data, sent = "x" * 1024, 0
+
+            async def publish() -> None:
+                nonlocal sent
+                pub.send_json({"op": "publish", "id": sent, "channel": "backlog", "data": data})
+                answer = await pub.recv()
+                assert answer["op"] == "reply", answer
+                sent += 1
+
+            async with asyncio.timeout(unit * 4):
+                while not conn.sending_queued:  # the subscriber does not read: its socket fills
+                    await publish()
+                for _ in range(20):  # a few more behind the full socket
+                    await publish()
+            assert conn.sending_queued
+            sub.send(frame(Opcode.CLOSE, Close(CloseCode.NORMAL, "").serialize()))
+            frames, code = await sub.data_until_close()
+            offsets = [f["offset"] for f in frames if f["op"] == "message"]
+            assert offsets == list(range(offsets[0], offsets[0] + sent))
+            assert code == CloseCode.NORMAL
+        finally:
+            sub.abort()
+            pub.abort()

@@ -157,6 +157,11 @@ class Connection:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
+    @property
+    def sending_queued(self) -> bool:
+        """Frames wait on the slow path (the socket was full) and the writer is on them."""
+        return self._writer_task is not None
+
     def _state_changed(self, _old: ConnectionState, new: ConnectionState) -> None:
         self.open = new is ConnectionState.OPEN
 

@@ -382,8 +382,12 @@ class LeanSocket(asyncio.Protocol):
         if kind is WSMsgType.CLOSE:  # the reader checked it; websockets keeps the handshake
             payload = b"" if data == 0 else data.to_bytes(2, "big") + extra.encode()
             frame = Frame(Opcode.CLOSE, payload)
-            if self._worker is not None:  # requests sent before it are answered first,
-                self._close_frame = frame  # as on aiohttp (see _serve_inbox)
+            if self._worker is not None or (conn is not None and conn.sending_queued):
+                # requests sent before it are answered, and replies waiting for a full
+                # socket are sent, before the close reply, as on aiohttp (_serve_inbox)
+                self._close_frame = frame
+                if self._worker is None:
+                    self._worker = asyncio.ensure_future(self._serve_inbox())
                 return
         else:
             frame = Frame(Opcode.PING, data)  # /echo: websockets answers it
@@ -442,7 +446,8 @@ class LeanSocket(asyncio.Protocol):
         """Handle queued messages in order; the task ends when the inbox is empty.
 
         The first run awaits the app's connect hooks before any message. A
-        close frame that arrives while messages wait is answered after them.
+        close frame that arrives while messages wait, or while replies wait for
+        the socket to drain, is answered after them (at most 1 s for the latter).
         """
         conn, inbox, on_data = self.conn, self._inbox, self._server.on_data
         assert conn is not None and inbox is not None
@@ -454,14 +459,22 @@ class LeanSocket(asyncio.Protocol):
                 if not await on_data(conn, data, binary):
                     inbox.clear()
                     break
+            if self._close_frame is not None:  # replies behind a full socket still go
+                await conn.finish_sending(timeout=1.0)
         finally:
             self._worker = None
-            close, self._close_frame = self._close_frame, None
-            if close is not None and self.conn is not None and not self.ws.eof_sent:
-                self._recv_control(close)  # the peer's close, held until now: answer it
-                if self._eof_after_close:
-                    self.ws.receive_eof()
-                self._write_out()
+        if self._close_frame is not None:
+            self._answer_held_close()
+
+    def _answer_held_close(self) -> None:
+        """Answer the peer's close frame, held until the replies before it were sent."""
+        close, self._close_frame = self._close_frame, None
+        if close is None or self.conn is None or self.ws.eof_sent:
+            return
+        self._recv_control(close)
+        if self._eof_after_close:
+            self.ws.receive_eof()
+        self._write_out()
 
     def before_close(self) -> None:
         """The peer's close frame is next: what this turn gathered goes before the reply."""
