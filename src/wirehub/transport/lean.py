@@ -184,7 +184,7 @@ class _Request:
 
 
 class LeanSocket(asyncio.Protocol):
-    """One WebSocket on the websockets sans-I/O protocol; also the Connection's sink."""
+    """One WebSocket (websockets' protocol, aiohttp's frame reader); the Connection's sink."""
 
     def __init__(self, server: WirehubServer, path: str,
                  fallback: Callable[[], asyncio.Protocol]) -> None:
