@@ -210,25 +210,29 @@ def _cache_root() -> Path:
 def build_c_loadgen(source: Path = LOADGEN_C_SOURCE, cache: Path | None = None) -> Path:
     """The compiled C load generator, built on first use.
 
-    ``cc -O2 -o ~/.cache/wirehub/bench-loadgen/<sha256 of the source, 16 hex>/loadgen
-    loadgen.c``: a changed source gets a new directory, an unchanged one is never
-    rebuilt. The cache ($XDG_CACHE_HOME or ~/.cache) is used rather than the
-    package directory so that a read-only install works the same as a checkout.
+    ``cc -O2 -o ~/.cache/wirehub/bench-loadgen/<sha256 of the sources, 16 hex>/loadgen
+    loadgen.c``, with the headers beside ``source`` (``*.h``) copied along: a changed
+    source gets a new directory, an unchanged one is never rebuilt. The cache
+    ($XDG_CACHE_HOME or ~/.cache) is used rather than the package directory so that a
+    read-only install works the same as a checkout.
     """
     cc = c_compiler()
     if cc is None:
         raise BenchError("a C compiler (cc or gcc) is needed for the C load generator "
                          "(apt-get install gcc), or use --loadgen node")
-    code = source.read_bytes()
-    digest = hashlib.sha256(code).hexdigest()[:16]
+    files = {source.name: source.read_bytes()}
+    files.update((h.name, h.read_bytes()) for h in sorted(source.parent.glob("*.h")))
+    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + code
+                                     for name, code in files.items())).hexdigest()[:16]
     where = (cache or _cache_root() / "bench-loadgen") / digest
     exe = where / "loadgen"
     if exe.exists() and os.access(exe, os.X_OK):
         return exe
     where.mkdir(parents=True, exist_ok=True)
-    (where / "loadgen.c").write_bytes(code)
+    for name, code in files.items():
+        (where / name).write_bytes(code)
     tmp = where / f"loadgen.{os.getpid()}.tmp"
-    done = subprocess.run([cc, "-O2", "-o", str(tmp), str(where / "loadgen.c")],
+    done = subprocess.run([cc, "-O2", "-o", str(tmp), str(where / source.name)],
                           capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
