@@ -21,6 +21,7 @@ import wirehub
 from wirehub.apps import default_app
 from wirehub.config import ServerConfig
 from wirehub.core.codes import CloseCode
+from wirehub.core.state import ConnectionState
 from wirehub.transport import lean
 from wirehub.transport.runner import ServerRunner
 
@@ -170,3 +171,16 @@ async def test_replies_behind_a_full_socket_go_before_the_close_reply(unit: floa
         finally:
             sub.abort()
             pub.abort()
+
+
+async def test_a_peer_gone_without_a_close_frame_counts_as_1006(server: ServerRunner,
+                                                                unit: float) -> None:
+    """A dropped TCP connection is an abnormal closure (1006), not a protocol error."""
+    raw = await RawWS.open(server.port, unit)
+    (conn,) = server.server.connections
+    closed = asyncio.Event()
+    conn.state.add_listener(lambda _old, new: new is ConnectionState.CLOSED and closed.set())
+    raw.writer.close()  # FIN, no close frame
+    async with asyncio.timeout(unit):
+        await closed.wait()  # the code is counted in the same step (Sessions.close_connection)
+    assert server.server.node.stats.close_codes == {CloseCode.ABNORMAL: 1}

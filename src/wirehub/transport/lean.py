@@ -513,13 +513,12 @@ class LeanSocket(asyncio.Protocol):
         if transport is None:
             return
         ws = self.ws
-        if ws.parser_exc is not None and self._close_code is None:  # a protocol error
-            sent = ws.close_sent
-            self._close_code = sent.code if sent is not None else CloseCode.PROTOCOL_ERROR
+        if ws.parser_exc is not None and self._close_code is None:
+            # websockets reads no frames here (aiohttp's reader does): what it can meet is
+            # the end of the stream, a peer gone without a close frame
+            self._close_code = CloseCode.ABNORMAL
             if self.conn is not None:
                 self.conn.close_code = self._close_code
-            who = self.conn.client_id if self.conn is not None else "(echo)"
-            log.info("client %s: protocol error: %s", who, ws.parser_exc)
         chunks = ws.data_to_send()
         if not chunks:
             return
