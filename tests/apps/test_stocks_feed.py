@@ -132,6 +132,34 @@ async def test_a_bug_in_the_source_is_logged_not_raised(caplog: Any) -> None:
     assert "ZeroDivisionError" in caplog.text
 
 
+async def test_a_cancel_swallowed_inside_a_publish_still_stops_the_feed(unit: float) -> None:
+    """On Python 3.11 ``asyncio.wait_for`` (in redis-py) can drop a cancel that races with a
+    finishing command; the feed sees the task's pending cancel and stops anyway (it used to
+    publish on, and ``asyncio.run`` waited for it forever at shutdown)."""
+    feed = StockFeed(Simulator(seed=1), rate=5000.0)
+    in_publish = asyncio.Event()
+    swallowed = False
+
+    async def publish(channel: str, data: Any) -> None:
+        nonlocal swallowed
+        if swallowed:
+            await asyncio.sleep(0)
+            return
+        in_publish.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # what wait_for does when the command just finished
+            swallowed = True
+
+    task = asyncio.create_task(feed.run(publish))
+    await asyncio.wait_for(in_publish.wait(), unit)
+    task.cancel()  # once, as asyncio.run does with the tasks left at the end
+    done, _ = await asyncio.wait({task}, timeout=unit)
+    assert swallowed
+    assert task in done and task.cancelled()
+    assert not feed.running
+
+
 def test_watchlist_before_and_after_ticks() -> None:
     """The watchlist shows opening prices until a symbol trades, then its latest tick."""
     feed = StockFeed(Simulator(seed=1, symbols=["AAPL", "MULN"]))

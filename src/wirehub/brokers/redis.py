@@ -46,6 +46,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..exceptions import BrokerError
+from ..tasks import cancel_and_wait, raise_if_cancelling
 from .base import Broker, History, Publication, StreamPosition
 
 __all__ = ["RedisBroker"]
@@ -220,9 +221,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         for task in (self._reader, self._refresher):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task, what="redis broker task")
         if self._healthy and self._local_presence:  # otherwise they expire by themselves
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(self.timeout):
@@ -338,6 +337,7 @@ class RedisBroker(Broker):
     # -- delivery ------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         while True:
+            raise_if_cancelling()  # a cancel lost in redis-py (wirehub.tasks)
             try:
                 if self._channels and self._pubsub.connection is not None:
                     await self._read()
@@ -418,6 +418,7 @@ class RedisBroker(Broker):
         history then cannot miss a publication.
         """
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(self.reconnect_delay)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.timeout):
@@ -552,6 +553,7 @@ class RedisBroker(Broker):
     async def _refresh_presence_loop(self) -> None:
         """Refresh this node's presence entries well before they expire."""
         while True:
+            raise_if_cancelling()
             await asyncio.sleep(self.presence_ttl / 3)
             if not self._healthy:
                 continue

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ...app import App
 from ...core.codes import ErrorCode
 from ...exceptions import ConfigError, RequestError, WirehubError
+from ...tasks import cancel_and_wait, raise_if_cancelling
 from .feed import CHANNEL_PREFIX, StockFeed
 from .replay import CsvReplay
 from .simulator import Simulator
@@ -41,6 +42,7 @@ class StocksApp(App):
         super().__init__("stocks")
         self.feed = feed
         self.task: asyncio.Task[None] | None = None
+        self._feed_task: asyncio.Task[None] | None = None  #: the feed, while this node leads
         #: the broker and node name holding the feed lease, while this node leads
         self._lease: tuple[Broker, str] | None = None
 
@@ -64,6 +66,7 @@ class StocksApp(App):
         feed: asyncio.Task[None] | None = None
         try:
             while True:
+                raise_if_cancelling()
                 try:
                     leading = await node.broker.lease("stocks-feed", node.name, ttl)
                 except WirehubError as exc:
@@ -72,15 +75,15 @@ class StocksApp(App):
                 if leading and feed is None:
                     self._lease = (node.broker, node.name)
                     await self._resume(node.broker)
-                    feed = asyncio.create_task(self.feed.run(served.publish))
+                    feed = self._feed_task = asyncio.create_task(self.feed.run(served.publish))
                 elif not leading and feed is not None:
                     self._lease = None
-                    feed.cancel()
-                    feed = None
+                    await cancel_and_wait(feed, what="stocks feed")
+                    feed = self._feed_task = None
                 await asyncio.sleep(ttl / 3)  # renew well before the lease runs out
         finally:
             if feed is not None:
-                await _cancel(feed)
+                await cancel_and_wait(feed, what="stocks feed")
 
     async def _resume(self, broker: Broker) -> None:
         """Before leading: carry the market on from the broker's latest ticks, if any."""
@@ -100,7 +103,10 @@ class StocksApp(App):
         """Cancel the feed task and wait until it has stopped."""
         task, self.task = self.task, None
         if task is not None:
-            await _cancel(task)
+            await cancel_and_wait(task, what="stocks feed")
+        feed, self._feed_task = self._feed_task, None
+        if feed is not None and not feed.done():  # _lead was cancelled again in its finally
+            await cancel_and_wait(feed, what="stocks feed")
         lease, self._lease = self._lease, None
         if lease is not None:  # hand the feed to another node now, not when the lease lapses
             broker, holder = lease
@@ -117,23 +123,6 @@ async def latest_ticks(broker: Broker, symbols: Iterable[str]) -> dict[str, dict
                                    for sym in symbols))
     return {sym: hist.publications[-1].data for sym, hist in zip(symbols, hists, strict=True)
             if hist.publications and isinstance(hist.publications[-1].data, dict)}
-
-
-async def _cancel(task: asyncio.Task[Any], patience: float = 5.0) -> None:
-    """Cancel ``task`` and wait for it, cancelling again if a cancel was swallowed.
-
-    On Python 3.11 ``asyncio.wait_for`` (used inside redis-py with a socket
-    timeout) can lose a cancellation that races with a finishing command.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while not task.done() and loop.time() < deadline:
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.25)
-    if not task.done():
-        log.error("stocks feed did not stop within %.0f s", patience)
-    elif not task.cancelled() and task.exception() is not None:
-        log.error("stocks feed failed: %r", task.exception())
 
 
 def stocks_app(

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...exceptions import ConfigError, WirehubError
+from ...tasks import raise_if_cancelling
 from .source import TickSource
 from .tick import Tick
 
@@ -98,7 +99,12 @@ class StockFeed:
         }
 
     async def run(self, publish: Publish) -> None:
-        """Publish ticks until cancelled or the source is exhausted."""
+        """Publish ticks until cancelled or the source is exhausted.
+
+        A cancel is honoured even if a publish swallowed it (Python 3.11's
+        ``wait_for`` in redis-py, see :mod:`wirehub.tasks`): that kept the feed
+        publishing after shutdown and the process hanging in ``asyncio.run``.
+        """
         loop = asyncio.get_running_loop()
         clock = loop.time
         pacer = Pacer(self.rate, start=clock(), max_lag=self.max_lag)
@@ -106,6 +112,7 @@ class StockFeed:
         self.running = True
         try:
             while not self.source.exhausted:
+                raise_if_cancelling()
                 deadline += self.interval
                 delay = deadline - clock()
                 if delay > 0:
