@@ -12,7 +12,6 @@ are this node's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..exceptions import WirehubError
+from ..tasks import cancel_and_wait, raise_if_cancelling
 
 if TYPE_CHECKING:
     from .server import WirehubServer
@@ -53,9 +53,7 @@ class Admin:
 
     async def _stop(self, _app: web.Application) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task, what="admin announcer")
 
     def _rates_now(self) -> dict[str, float]:
         stats = self.server.node.stats
@@ -87,6 +85,7 @@ class Admin:
 
     async def _announce_loop(self) -> None:
         while True:
+            raise_if_cancelling()  # a cancel lost in redis-py (wirehub.tasks)
             try:
                 await self.server.node.broker.announce(self.server.node.name, self.summary(),
                                                        ttl=ANNOUNCE_EVERY * 3)
