@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import importlib.util
 import logging
@@ -148,6 +149,10 @@ async def serve(app: App, config: ServerConfig) -> int:
     if not runner.node.auth.enabled:
         log.warning("no authentication configured: every client is anonymous "
                     "(set --jwt-secret or --jwt-public-key to require tokens)")
+    # What startup made (modules, classes, the app) lives as long as the process: out
+    # of the collector's sight, a full collection walks only the clients' objects.
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     log.info("shutting down: closing %d connections with 1001", len(runner.server.connections))
     await runner.stop()

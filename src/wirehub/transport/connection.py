@@ -388,6 +388,18 @@ class Connection:
                 await asyncio.wait_for(asyncio.shield(self._flush_waiter), timeout)
         self.stop_sending()
 
+    def write_first(self, data: bytes) -> bool:
+        """Put ``data`` ahead of the frames gathered this loop turn, in the same write.
+
+        The lean transport gives it the handshake response, so the 101 and the
+        welcome leave in one write. False if nothing is being gathered (the
+        caller writes ``data`` itself, before anything else).
+        """
+        if not self._out:
+            return False
+        self._out.insert(0, data)
+        return True
+
     def flush(self) -> None:
         """Write the frames gathered this loop turn in one go (called by the flusher)."""
         out = self._out

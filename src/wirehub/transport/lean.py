@@ -35,7 +35,7 @@ from websockets.exceptions import InvalidState, ProtocolError
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from ..core.codec import CODECS, JSON
@@ -56,6 +56,9 @@ _protocol_log.setLevel(logging.WARNING)
 
 _PATHS = ("/ws", "/echo")
 _CLOSING: set[asyncio.Task[None]] = set()
+#: shared by every socket: websockets only reads them
+_DEFLATE = [ServerPerMessageDeflateFactory()]
+_SUBPROTOCOLS = list(CODECS)
 _MAX_HEAD = 16 * 1024  #: a longer request head goes to aiohttp, which answers it
 
 
@@ -172,6 +175,8 @@ def _first_known(_ws: ServerProtocol, offered: Sequence[str]) -> Any:
 class _Request:
     """What admission and connections read from a request, from the websockets one."""
 
+    __slots__ = ("headers", "host", "path", "query", "remote", "secure", "transport")
+
     def __init__(self, request: Request, transport: asyncio.Transport) -> None:
         self.transport: asyncio.Transport | None = transport
         self.headers = CIMultiDict(request.headers.raw_items())
@@ -198,8 +203,8 @@ class LeanSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         max_size = config.max_message_size if path == "/ws" else config.echo_max_message_size
         self.ws = _Protocol(
-            extensions=[ServerPerMessageDeflateFactory()] if config.compression else None,
-            subprotocols=list(CODECS) if path == "/ws" else None,
+            extensions=_DEFLATE if config.compression else None,
+            subprotocols=_SUBPROTOCOLS if path == "/ws" else None,
             select_subprotocol=_first_known,  # none offered means JSON, as with aiohttp
             max_size=max_size,
             logger=_protocol_log,
@@ -334,15 +339,25 @@ class LeanSocket(asyncio.Protocol):
         if response.status_code != 101:  # websockets refused it (a bad handshake)
             return
         self.compress = any(e.name == "permessage-deflate" for e in ws.extensions)
+        # websockets' handshake parser keeps the request (headers and all) in its frame
+        # for the connection's life; a bare frame parser in its place keeps only what
+        # receive_eof() needs (aiohttp's reader parses the frames). Fewer objects per
+        # connection: less memory, and less for the garbage collector to walk.
+        ws.parser = Protocol.parse(ws)
+        next(ws.parser)
         if self._path == "/echo":
             server.admission.admitted(req)
             server.echo_sockets.add(self)
             self._echo = EchoGatherer(None if self.compress else self.transport)
         else:
             codec = CODECS.get(ws.subprotocol or "", JSON)
-            self.conn = server.open_connection(self, req, codec, identity)
+            head = b"".join(ws.data_to_send())  # the 101 response
+            self.conn = conn = server.open_connection(self, req, codec, identity)
+            if not conn.write_first(head):  # one write with the welcome, if it waits
+                self.transport.write(head)
             self._inbox = deque()
-            self._worker = asyncio.ensure_future(self._serve_inbox(first=True))
+            if server.node.app.connect_hooks:  # they run before any message is handled
+                self._worker = asyncio.ensure_future(self._serve_inbox(first=True))
         self._reader = WebSocketReader(
             _Messages(self, 1, loop=asyncio.get_running_loop()),
             self._max_size + 1,  # aiohttp refuses a message of exactly its limit
