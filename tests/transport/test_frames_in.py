@@ -8,6 +8,8 @@ compiled reader every frame after it.
 from __future__ import annotations
 
 import asyncio
+import gc
+import inspect
 import json
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
+from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 import wirehub
@@ -184,3 +187,20 @@ async def test_a_peer_gone_without_a_close_frame_counts_as_1006(server: ServerRu
     async with asyncio.timeout(unit):
         await closed.wait()  # the code is counted in the same step (Sessions.close_connection)
     assert server.server.node.stats.close_codes == {CloseCode.ABNORMAL: 1}
+
+
+async def test_no_handshake_parser_or_request_is_kept_per_connection(server: ServerRunner,
+                                                                    unit: float) -> None:
+    """websockets' handshake parser keeps the request (and its headers) in its frame for the
+    connection's life; the lean transport swaps it for a bare frame parser after the
+    handshake (less memory, less for every full garbage collection to walk)."""
+    raws = [await RawWS.open(server.port, unit) for _ in range(3)]
+    try:
+        gc.collect()
+        handshake_parsers = [o for o in gc.get_objects() if inspect.isgenerator(o)
+                             and o.gi_code is ServerProtocol.parse.__code__]
+        assert handshake_parsers == []
+        assert len(server.server.connections) == 3
+    finally:
+        for raw in raws:
+            raw.writer.close()
