@@ -278,3 +278,28 @@ def test_trace_shows_the_servers_close_frame(server_process, unit):
     assert re.search(r" < close +fin=1 len=\d+ code=1009 \(message too big\)", out)
     assert re.search(r" > close +fin=1 mask=1 len=\d+ code=1009", out)
     assert "connection closed: code 1009" in lines[-1]
+
+
+class _Writes:
+    """Stands in for sys.stdout: records each write call."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_say_writes_a_line_and_its_newline_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unbuffered (PYTHONUNBUFFERED), print() writes text and newline apart, and two
+    --workers children sharing stdout interleaved their banners mid-line (a CI failure)."""
+    from wirehub.cli.serve import say
+
+    out = _Writes()
+    monkeypatch.setattr(sys, "stdout", out)
+    say("wirehub listening on http://127.0.0.1:1 (node n)\n  ws://127.0.0.1:1/ws")
+    assert out.calls == ["wirehub listening on http://127.0.0.1:1 (node n)\n  ws://127.0.0.1:1/ws\n"]

@@ -19,7 +19,7 @@ from ..config import ServerConfig, load_config
 from ..exceptions import BrokerError, ConfigError
 from ..logs import setup_logging
 
-__all__ = ["add_parser", "load_app", "run", "run_app", "serve"]
+__all__ = ["add_parser", "load_app", "run", "run_app", "say", "serve"]
 
 log = logging.getLogger("wirehub.serve")
 
@@ -95,6 +95,17 @@ def load_app(spec: str) -> App:
     return app
 
 
+def say(text: str) -> None:
+    """Print ``text`` and a newline in one write.
+
+    ``print`` writes the text and its newline separately when Python runs
+    unbuffered (``PYTHONUNBUFFERED``, common in containers): the lines of
+    ``--workers`` children sharing one stdout then interleave mid-line.
+    """
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = settings_from(args)
@@ -143,9 +154,9 @@ async def serve(app: App, config: ServerConfig) -> int:
         print(f"wirehub: cannot listen on {config.host}:{config.port}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    print(f"wirehub listening on {runner.url} (node {runner.node.name}, "
-          f"broker {config.broker}, app {app.name})", flush=True)
-    print(f"  {runner.ws_url}/ws  protocol v1   {runner.ws_url}/echo  echo", flush=True)
+    say(f"wirehub listening on {runner.url} (node {runner.node.name}, "
+        f"broker {config.broker}, app {app.name})\n"
+        f"  {runner.ws_url}/ws  protocol v1   {runner.ws_url}/echo  echo")
     if not runner.node.auth.enabled:
         log.warning("no authentication configured: every client is anonymous "
                     "(set --jwt-secret or --jwt-public-key to require tokens)")

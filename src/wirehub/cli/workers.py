@@ -16,6 +16,7 @@ import sys
 from types import FrameType
 
 from ..config import ServerConfig
+from .serve import say
 
 __all__ = ["run_workers"]
 
@@ -51,8 +52,8 @@ def run_workers(argv: list[str], config: ServerConfig) -> int:
              "--workers", "1", "--reuse-port", "--node-name", f"{base}-w{i}"]))
     if received:  # a signal came while they started: the later ones get it too
         forward(received[-1], None)
-    print(f"wirehub: {config.workers} workers on port {port} (pids "
-          f"{' '.join(str(c.pid) for c in children)})", flush=True)
+    say(f"wirehub: {config.workers} workers on port {port} (pids "
+        f"{' '.join(str(c.pid) for c in children)})")
     codes = [child.wait() for child in children]
     holder.close()
     return 0 if all(code == 0 for code in codes) else 1
