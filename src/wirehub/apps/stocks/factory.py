@@ -63,7 +63,6 @@ class StocksApp(App):
         it releases the lease and another takes over at its next check.
         """
         node = served.node
-        feed: asyncio.Task[None] | None = None
         try:
             while True:
                 raise_if_cancelling()
@@ -72,18 +71,23 @@ class StocksApp(App):
                 except WirehubError as exc:
                     log.warning("stocks feed: lease check failed: %s", exc)
                     leading = False
-                if leading and feed is None:
+                if leading and self._feed_task is None:
                     self._lease = (node.broker, node.name)
                     await self._resume(node.broker)
-                    feed = self._feed_task = asyncio.create_task(self.feed.run(served.publish))
-                elif not leading and feed is not None:
+                    self._feed_task = asyncio.create_task(self.feed.run(served.publish))
+                elif not leading and self._feed_task is not None:
                     self._lease = None
-                    await cancel_and_wait(feed, what="stocks feed")
-                    feed = self._feed_task = None
+                    await self._stop_feed_task()
                 await asyncio.sleep(ttl / 3)  # renew well before the lease runs out
         finally:
-            if feed is not None:
-                await cancel_and_wait(feed, what="stocks feed")
+            await self._stop_feed_task()
+
+    async def _stop_feed_task(self) -> None:
+        """Stop the feed; it stays recorded until stopped, so an interrupted stop is redone."""
+        feed = self._feed_task
+        if feed is not None:
+            await cancel_and_wait(feed, what="stocks feed")
+            self._feed_task = None
 
     async def _resume(self, broker: Broker) -> None:
         """Before leading: carry the market on from the broker's latest ticks, if any."""
@@ -104,9 +108,7 @@ class StocksApp(App):
         task, self.task = self.task, None
         if task is not None:
             await cancel_and_wait(task, what="stocks feed")
-        feed, self._feed_task = self._feed_task, None
-        if feed is not None and not feed.done():  # _lead was cancelled again in its finally
-            await cancel_and_wait(feed, what="stocks feed")
+        await self._stop_feed_task()  # if _lead was cancelled again in its finally
         lease, self._lease = self._lease, None
         if lease is not None:  # hand the feed to another node now, not when the lease lapses
             broker, holder = lease
